@@ -1,0 +1,1 @@
+"""Driver side of lorasweep: spec validation, sweep construction, result store, analysis."""
