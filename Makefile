@@ -1,0 +1,31 @@
+# Two commands set everything up: `make demo` and `make test`.
+# TORCH selects the torch wheel installed first: the default takes what pip picks for this
+# machine (CUDA on a GPU box); `make test TORCH=torch==2.13.0` pins a CPU wheel where one is local.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch
+BIN     = $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench study clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/lorasweep run search_spaces/quickstart.yaml
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) results reports .pytest_cache

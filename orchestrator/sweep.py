@@ -1,0 +1,129 @@
+"""Spec -> ``ray.tune.Tuner``: search space, search algorithm, scheduler, resources, store.
+
+Ray's experiment directory lives under ``<results.path>/_ray/<name>`` by default: pyarrow
+skips ``_``-prefixed folders, so the Parquet store and Ray's state sit side by side and a
+``--resume`` finds its experiment without extra flags.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from orchestrator.environment import environment_columns
+from orchestrator.errors import UsageError
+from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
+from orchestrator.store.callback import StoreCallback
+from orchestrator.trial_config import axes, config_columns, set_path, trial_template
+
+
+def storage_path(spec: SweepSpec) -> str:
+    if spec.results.storage_path:
+        return spec.results.storage_path
+    return str((Path(spec.results.path) / "_ray").resolve())
+
+
+def param_space(spec: SweepSpec) -> dict:
+    """The trial template with every axis turned into a Tune search domain."""
+    template = json.loads(json.dumps(trial_template(spec), default=lambda o: None))
+    for path, form in axes(trial_template(spec)):
+        set_path(template, path, _domain(form, spec.search.algorithm))
+    template["experiment"] = spec.name
+    return template
+
+
+def _domain(form, algorithm: str):
+    if isinstance(form, Grid):
+        return tune.grid_search(list(form.grid)) if algorithm == "grid" else tune.choice(list(form.grid))
+    if isinstance(form, Choice):
+        return tune.grid_search(list(form.choice)) if algorithm == "grid" else tune.choice(list(form.choice))
+    if isinstance(form, Uniform):
+        return tune.uniform(*form.uniform)
+    if isinstance(form, LogUniform):
+        return tune.loguniform(*form.loguniform)
+    if isinstance(form, RandInt):
+        lo, hi = form.randint
+        return tune.randint(lo, hi + 1)  # the spec's bounds are inclusive
+    raise TypeError(form)
+
+
+def trial_resources(spec: SweepSpec):
+    """One worker: the trial holds its CPUs/GPUs. Several: the trial holds a sliver and its
+    Ray Train workers hold the rest (they are scheduled by the inner trainer)."""
+    res = spec.resources
+    if res.num_workers == 1:
+        return {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}
+    return {"cpu": 0.01}
+
+
+def build_tuner(spec: SweepSpec) -> tune.Tuner:
+    from trainables.lora import train_lora  # the trainable is imported on the driver only here
+
+    callback = StoreCallback(
+        str(Path(spec.results.path).resolve()),
+        spec.name,
+        config_columns=config_columns,
+        total_steps=lambda config: config["train"]["steps"],
+        static=environment_columns(),
+        flush_rows=spec.results.flush_rows,
+        flush_seconds=spec.results.flush_seconds,
+    )
+    return tune.Tuner(
+        tune.with_resources(train_lora, trial_resources(spec)),
+        param_space=param_space(spec),
+        tune_config=tune.TuneConfig(
+            num_samples=spec.search.num_samples if spec.search.algorithm != "grid" else 1,
+            max_concurrent_trials=spec.resources.max_concurrent_trials,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=storage_path(spec),
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=spec.failures.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            verbose=1,
+        ),
+    )
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Embedded Ray by default; ``auto`` or ``ray://host:10001`` joins a cluster."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+
+
+def experiment_path(spec: SweepSpec) -> str:
+    return f"{storage_path(spec).rstrip('/')}/{spec.name}"
+
+
+def run(
+    spec: SweepSpec, *, address: str | None = None, num_cpus: int | None = None, resume: bool = False
+) -> tune.ResultGrid:
+    """Run the sweep; with ``resume``, continue the experiment of the same name where it stopped
+    (finished trials are not run again, unfinished and errored ones continue from checkpoints)."""
+    connect(address, num_cpus)
+    if resume:
+        from trainables.lora import train_lora
+
+        path = experiment_path(spec)
+        if not tune.Tuner.can_restore(path):
+            raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
+        tuner = tune.Tuner.restore(
+            path,
+            trainable=tune.with_resources(train_lora, trial_resources(spec)),
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=param_space(spec),
+        )
+    else:
+        tuner = build_tuner(spec)
+    return tuner.fit()

@@ -1,0 +1,244 @@
+"""The LoRA trainable: setup -> fit -> evaluate -> report, for one resolved trial config.
+
+``train_lora(config)`` is a Ray Tune function trainable. It builds the base model, wraps it
+with PEFT LoRA, trains the adapter through a DeepSpeed engine and, every ``eval_every``
+steps, runs one evaluation pass (CE, PPL, ACC, MIUB) and reports it to Tune with a
+checkpoint. The same loop runs in every Ray Train worker when a trial has several.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from trainables import checkpoint
+from trainables.data import encode, make_splits
+from trainables.deepspeed_config import bf16_supported, build_config
+from trainables.distributed import ensure_process_group, world
+from trainables.evaluation import evaluate
+from trainables.models import load_model
+from trainables.session import Session, TuneSession
+
+
+@dataclass
+class TrialState:
+    """Everything the loop mutates; saved with every checkpoint."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    grad_norm_sum: float = 0.0
+    grad_norm_count: int = 0
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Trial:
+    config: dict
+    engine: object
+    train: dict[str, torch.Tensor]
+    eval_batches: list[dict[str, torch.Tensor]]
+    row: dict
+    device: torch.device
+    state: TrialState = field(default_factory=TrialState)
+
+
+def train_lora(config: dict) -> None:
+    """Ray Tune entry point; a trial with several workers hands over to Ray Train."""
+    if config["resources"]["num_workers"] > 1:
+        from trainables.multiworker import run_with_ray_train
+
+        run_with_ray_train(config)
+        return
+    run_trial(config, TuneSession())
+
+
+def run_trial(config: dict, session: Session) -> None:
+    trial = setup(config)
+    restored = session.restore_dir()
+    if restored is not None:
+        trial.state = TrialState(**checkpoint.load(trial.engine, restored, rank=world()[0]))
+    fit(trial, session)
+
+
+def setup(config: dict) -> Trial:
+    """Model, LoRA adapter, data and the DeepSpeed engine for one trial."""
+    import deepspeed
+    import peft
+
+    ensure_process_group()
+    rank, world_size = world()
+    train_cfg, lora_cfg, data_cfg = config["train"], config["lora"], config["data"]
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+
+    base = load_model(
+        config["model"]["name"],
+        dtype=config["model"].get("dtype", "auto"),
+        local_files_only=config["model"].get("local_files_only", True),
+    )
+    torch.manual_seed(train_cfg["seed"])  # adapter init and data order follow the trial seed
+    model = peft.get_peft_model(
+        base.model,
+        peft.LoraConfig(
+            r=lora_cfg["rank"],
+            lora_alpha=lora_cfg["alpha"],
+            use_rslora=lora_cfg["scaling"] == "rslora",
+            target_modules=list(lora_cfg["target_modules"]),
+            lora_dropout=lora_cfg["dropout"],
+            task_type="CAUSAL_LM",
+        ),
+    )
+    trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    train_examples, eval_examples = make_splits(
+        data_cfg["task"], data_cfg["train_size"], data_cfg["eval_size"], data_cfg["complexity"], data_cfg.get("seed", 0)
+    )
+    seq_len = train_cfg["seq_len"]
+    train = encode(train_examples, base.tokenizer, seq_len)
+    eval_all = encode(eval_examples, base.tokenizer, seq_len)
+    mine = torch.arange(rank, len(eval_examples), world_size)  # this worker's eval shard
+    eval_bs = max(train_cfg["batch_size"], 64)
+    eval_batches = [
+        {k: v[mine[i : i + eval_bs]] for k, v in eval_all.items()} for i in range(0, len(mine), eval_bs)
+    ]
+
+    micro = train_cfg["batch_size"] // world_size
+    ds_config = build_config(
+        micro_batch_size=micro,
+        lr=train_cfg["lr"],
+        zero_stage=config["deepspeed"]["zero_stage"],
+        grad_clip=train_cfg.get("grad_clip", 1.0),
+        config_path=config["deepspeed"].get("config"),
+    )
+    warmup = train_cfg.get("warmup_steps", 0)
+    engine, optimizer, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        config=ds_config,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
+        ),
+    )
+    row = {
+        "model": base.name,
+        "model_params": base.params_total,
+        "model_params_non_embedding": base.params_non_embedding,
+        "trainable_params": trainable_params,
+        "task": data_cfg["task"],
+        "train_size": data_cfg["train_size"],
+        "eval_size": data_cfg["eval_size"],
+        "complexity": data_cfg["complexity"],
+        "rank": lora_cfg["rank"],
+        "alpha": float(lora_cfg["alpha"]),
+        "scaling": lora_cfg["scaling"],
+        "scale_factor": _scale_factor(model),
+        "target_modules": ",".join(lora_cfg["target_modules"]),
+        "lr": float(train_cfg["lr"]),
+        "seed": train_cfg["seed"],
+        "batch_size": train_cfg["batch_size"],
+        "num_workers": world_size,
+        "zero_stage": config["deepspeed"]["zero_stage"],
+        "precision": "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32",
+        "node": socket.gethostname(),
+    }
+    return Trial(config, engine, train, eval_batches, row, device)
+
+
+def fit(trial: Trial, session: Session) -> None:
+    """Train to ``train.steps``, evaluating and reporting every ``eval_every`` steps."""
+    cfg = trial.config["train"]
+    engine, state = trial.engine, trial.state
+    rank, world_size = world()
+    n = trial.train["input_ids"].size(0)
+    started = time.perf_counter() - state.elapsed_s
+    engine.train()
+    while state.step < cfg["steps"]:
+        batch = _global_batch(trial.train, state.step, cfg["batch_size"], n, cfg["seed"])
+        state.tokens_seen += int(batch["attention_mask"].sum())
+        mine = {k: v[rank::world_size].to(trial.device) for k, v in batch.items()}
+        loss = engine(**mine).loss
+        engine.backward(loss)
+        norm = _local_grad_norm(engine)
+        engine.step()
+        if norm is None:
+            norm = _engine_grad_norm(engine)
+        state.step += 1
+        state.loss_sum += loss.item()
+        state.loss_count += 1
+        if norm is not None:
+            state.grad_norm_sum += norm
+            state.grad_norm_count += 1
+        diverged = not math.isfinite(loss.item())
+        if diverged or state.step % cfg["eval_every"] == 0 or state.step == cfg["steps"]:
+            state.elapsed_s = time.perf_counter() - started
+            _evaluate_and_report(trial, session, diverged=diverged)
+            if diverged:
+                return
+
+
+def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> None:
+    state = trial.state
+    metrics = evaluate(
+        trial.engine.module, trial.eval_batches, miub=trial.config.get("metrics", {}).get("miub"), device=trial.device
+    )
+    metrics.update(trial.row)
+    metrics.update(
+        step=state.step,
+        tokens_seen=state.tokens_seen,
+        train_loss=state.loss_sum / max(state.loss_count, 1),
+        grad_norm=state.grad_norm_sum / state.grad_norm_count if state.grad_norm_count else float("nan"),
+        wall_time_s=state.elapsed_s,
+        diverged=diverged,
+    )
+    state.loss_sum, state.loss_count, state.grad_norm_sum, state.grad_norm_count = 0.0, 0, 0.0, 0
+    rank = world()[0]
+    with tempfile.TemporaryDirectory(prefix="lorasweep-ckpt-") as directory:
+        checkpoint.save(trial.engine, directory, state.to_dict(), rank=rank)
+        session.report(metrics, directory)
+
+
+def _global_batch(data: dict[str, torch.Tensor], step: int, batch_size: int, n: int, seed: int):
+    """The step's global batch: a fixed function of (seed, step), so a resumed trial sees
+    exactly the batches it would have seen, with no sampler state to save."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, offset = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    idx = order[offset * batch_size : offset * batch_size + batch_size]
+    if idx.numel() < batch_size:  # fewer examples than one batch: wrap around
+        idx = order.repeat(batch_size // n + 1)[:batch_size]
+    return {k: v[idx] for k, v in data.items()}
+
+
+def _local_grad_norm(engine) -> float | None:
+    """The adapter's gradient norm before clipping (rsLoRA's collapse signal), where
+    gradients live on the parameters (ZeRO 0/1); None where ZeRO has moved them."""
+    grads = [p.grad for p in engine.module.parameters() if p.requires_grad and p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
+
+
+def _engine_grad_norm(engine) -> float | None:
+    """The global norm DeepSpeed computed while stepping (ZeRO 2/3 keep gradients sharded)."""
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        return None
+    norm = float(norm)
+    return norm if math.isfinite(norm) else None
+
+
+def _scale_factor(model) -> float:
+    for module in model.modules():
+        scaling = getattr(module, "scaling", None)
+        if isinstance(scaling, dict) and "default" in scaling:
+            return float(scaling["default"])
+    raise ValueError("no LoRA layer found: check lora.target_modules against the model's module names")
