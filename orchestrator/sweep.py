@@ -15,6 +15,7 @@ from ray import tune
 
 from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
+from orchestrator.search import build_scheduler, build_search_alg
 from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
 from orchestrator.store.callback import StoreCallback
 from orchestrator.trial_config import axes, config_columns, set_path, trial_template
@@ -75,6 +76,8 @@ def build_tuner(spec: SweepSpec) -> tune.Tuner:
         tune.with_resources(train_lora, trial_resources(spec)),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
+            search_alg=build_search_alg(spec, experiment_path(spec)),
+            scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples if spec.search.algorithm != "grid" else 1,
             max_concurrent_trials=spec.resources.max_concurrent_trials,
             reuse_actors=True,
