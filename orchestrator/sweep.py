@@ -32,7 +32,7 @@ def param_space(spec: SweepSpec) -> dict:
     template = json.loads(json.dumps(trial_template(spec), default=lambda o: None))
     for path, form in axes(trial_template(spec)):
         set_path(template, path, _domain(form, spec.search.algorithm))
-    template["experiment"] = spec.name
+    template.update(experiment=spec.name, storage_path=storage_path(spec), max_failures=spec.failures.max_failures)
     return template
 
 

@@ -15,6 +15,9 @@ from pydantic import BaseModel
 
 from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
 
+# Keys the driver adds to every trial config that say where it runs, not what it trains.
+RUNTIME_KEYS = ("experiment", "storage_path", "max_failures")
+
 # Spec sections a trial needs; search/scheduler/results stay with the driver.
 TRIAL_SECTIONS = ("model", "data", "lora", "train", "metrics", "resources", "deepspeed")
 
@@ -77,7 +80,8 @@ def config_hash(config: dict) -> str:
     configuration share it. Key order does not matter (canonical JSON)."""
     stripped = json.loads(json.dumps(config))
     stripped.get("train", {}).pop("seed", None)
-    stripped.pop("experiment", None)
+    for runtime_key in RUNTIME_KEYS:
+        stripped.pop(runtime_key, None)
     canonical = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

@@ -19,7 +19,7 @@ import torch
 from trainables import checkpoint
 from trainables.data import encode, make_splits
 from trainables.deepspeed_config import bf16_supported, build_config
-from trainables.distributed import ensure_process_group, world
+from trainables.distributed import all_reduce_sum, ensure_process_group, world
 from trainables.evaluation import evaluate
 from trainables.models import load_model
 from trainables.session import Session, TuneSession
@@ -148,7 +148,7 @@ def setup(config: dict) -> Trial:
         "num_workers": world_size,
         "zero_stage": config["deepspeed"]["zero_stage"],
         "precision": "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32",
-        "node": socket.gethostname(),
+        "node": _node_name(),
     }
     return Trial(config, engine, train, eval_batches, row, device)
 
@@ -191,10 +191,12 @@ def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> N
         trial.engine.module, trial.eval_batches, miub=trial.config.get("metrics", {}).get("miub"), device=trial.device
     )
     metrics.update(trial.row)
+    # Workers' mean losses averaged; equal shards make this the global-batch mean.
+    loss_sum, loss_count = all_reduce_sum(torch.tensor([state.loss_sum, float(state.loss_count)], dtype=torch.float64))
     metrics.update(
         step=state.step,
         tokens_seen=state.tokens_seen,
-        train_loss=state.loss_sum / max(state.loss_count, 1),
+        train_loss=(loss_sum / loss_count.clamp_min(1)).item(),
         grad_norm=state.grad_norm_sum / state.grad_norm_count if state.grad_norm_count else float("nan"),
         wall_time_s=state.elapsed_s,
         diverged=diverged,
@@ -234,6 +236,17 @@ def _engine_grad_norm(engine) -> float | None:
         return None
     norm = float(norm)
     return norm if math.isfinite(norm) else None
+
+
+def _node_name() -> str:
+    """Host name plus the Ray node id, so simulated nodes on one machine are told apart."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # outside Ray (tests, benchmarks)
+        node_id = None
+    return f"{socket.gethostname()}:{node_id[:8]}" if node_id else socket.gethostname()
 
 
 def _scale_factor(model) -> float:

@@ -1,0 +1,66 @@
+"""A trial with several data-parallel workers: a Ray Train ``TorchTrainer`` launched from
+inside the Tune function trainable (the Ray Train V2 way).
+
+Every worker runs the same loop as a single-process trial (one DeepSpeed engine each,
+ZeRO stage from the spec) on its shard of each global batch; evaluation sums are
+all-reduced. ``TuneReportCallback`` streams every evaluation to Tune, so each step still
+becomes one stored row. Fault tolerance sits in Ray Train: its run is named after the Tune
+trial and kept in the sweep's storage, so a restarted trial (or a failed worker) resumes
+from the run's latest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+
+
+def _worker_loop(config: dict) -> None:
+    from trainables.lora import run_trial
+    from trainables.session import TrainSession
+
+    run_trial(config, TrainSession())
+
+
+def train_run_name(config: dict, trial_id: str) -> str:
+    return f"{config.get('experiment', 'sweep')}-{trial_id}"
+
+
+def scaling_config(config: dict):
+    """Workers, their CPUs/GPUs and placement: a trial needs num_workers x gpus_per_worker GPUs."""
+    import ray.train
+
+    res = config["resources"]
+    use_gpu = res.get("gpus_per_worker", 0) > 0
+    per_worker = {"CPU": res.get("cpus_per_worker", 1)}
+    if use_gpu:
+        per_worker["GPU"] = res["gpus_per_worker"]
+    return ray.train.ScalingConfig(
+        num_workers=res["num_workers"],
+        use_gpu=use_gpu,
+        resources_per_worker=per_worker,
+        placement_strategy=res.get("placement_strategy", "PACK"),
+    )
+
+
+def run_with_ray_train(config: dict) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    scaling = scaling_config(config)
+    trial_id = tune.get_context().get_trial_id()
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config=config,
+        scaling_config=scaling,
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=train_run_name(config, trial_id),
+            storage_path=config.get("storage_path") or None,
+            failure_config=ray.train.FailureConfig(max_failures=config.get("max_failures", 1)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()],
+        ),
+    )
+    trainer.fit()
