@@ -26,6 +26,33 @@ def save(engine, directory: str | Path, state: dict, *, rank: int = 0) -> None:
     if rank == 0:
         (directory / STATE_FILE).write_text(json.dumps(state))
         _save_adapter(engine, directory / "adapter")
+        check_adapter(directory / "adapter", trained=state.get("step", 0) > 0)
+
+
+class AdapterIntegrityError(RuntimeError):
+    """A saved adapter is empty or all zero (e.g. ZeRO-3 shards saved without gathering)."""
+
+
+def check_adapter(directory: str | Path, *, trained: bool) -> None:
+    """Reload a saved PEFT adapter and check its LoRA weights are real.
+
+    Every tensor must be non-empty; after training, ``lora_B`` must not be all zero
+    (it starts at zero, so an all-zero B means the update never reached the file).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(directory) / "adapter_model.safetensors"
+    if not path.exists():
+        raise AdapterIntegrityError(f"adapter check: {path} was not written")
+    tensors = load_file(str(path))
+    lora = {k: v for k, v in tensors.items() if "lora_" in k}
+    if not lora:
+        raise AdapterIntegrityError(f"adapter check: {path} holds no LoRA weights")
+    empty = sorted(k for k, v in lora.items() if v.numel() == 0)
+    if empty:
+        raise AdapterIntegrityError(f"adapter check: {len(empty)} empty LoRA tensors in {path}, e.g. {empty[0]}")
+    if trained and all(not v.any() for k, v in lora.items() if "lora_B" in k):
+        raise AdapterIntegrityError(f"adapter check: every lora_B tensor in {path} is zero after training")
 
 
 def load(engine, directory: str | Path, *, rank: int = 0) -> dict:
