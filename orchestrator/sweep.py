@@ -60,8 +60,10 @@ def trial_resources(spec: SweepSpec):
     return {"cpu": 0.01}
 
 
-def build_tuner(spec: SweepSpec) -> tune.Tuner:
-    from trainables.lora import train_lora  # the trainable is imported on the driver only here
+def build_tuner(spec: SweepSpec, trainable=None) -> tune.Tuner:
+    """The Tuner for ``spec``; ``trainable`` replaces the LoRA trainable (benchmarks)."""
+    if trainable is None:
+        from trainables.lora import train_lora as trainable  # imported on the driver only here
 
     callback = StoreCallback(
         str(Path(spec.results.path).resolve()),
@@ -73,7 +75,7 @@ def build_tuner(spec: SweepSpec) -> tune.Tuner:
         flush_seconds=spec.results.flush_seconds,
     )
     return tune.Tuner(
-        tune.with_resources(train_lora, trial_resources(spec)),
+        tune.with_resources(trainable, trial_resources(spec)),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             search_alg=build_search_alg(spec, experiment_path(spec)),

@@ -162,22 +162,16 @@ def fit(trial: Trial, session: Session) -> None:
     started = time.perf_counter() - state.elapsed_s
     engine.train()
     while state.step < cfg["steps"]:
-        batch = _global_batch(trial.train, state.step, cfg["batch_size"], n, cfg["seed"])
+        batch = global_batch(trial.train, state.step, cfg["batch_size"], n, cfg["seed"])
         state.tokens_seen += int(batch["attention_mask"].sum())
-        mine = {k: v[rank::world_size].to(trial.device) for k, v in batch.items()}
-        loss = engine(**mine).loss
-        engine.backward(loss)
-        norm = _local_grad_norm(engine)
-        engine.step()
-        if norm is None:
-            norm = _engine_grad_norm(engine)
+        loss, norm = train_step(engine, batch, rank, world_size, trial.device)
         state.step += 1
-        state.loss_sum += loss.item()
+        state.loss_sum += loss
         state.loss_count += 1
         if norm is not None:
             state.grad_norm_sum += norm
             state.grad_norm_count += 1
-        diverged = not math.isfinite(loss.item())
+        diverged = not math.isfinite(loss)
         if diverged or state.step % cfg["eval_every"] == 0 or state.step == cfg["steps"]:
             state.elapsed_s = time.perf_counter() - started
             _evaluate_and_report(trial, session, diverged=diverged)
@@ -208,7 +202,19 @@ def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> N
         session.report(metrics, directory)
 
 
-def _global_batch(data: dict[str, torch.Tensor], step: int, batch_size: int, n: int, seed: int):
+def train_step(engine, batch: dict[str, torch.Tensor], rank: int, world_size: int, device) -> tuple[float, float | None]:
+    """One optimizer step on this worker's shard of the global batch: (loss, grad norm)."""
+    mine = {k: v[rank::world_size].to(device) for k, v in batch.items()}
+    loss = engine(**mine).loss
+    engine.backward(loss)
+    norm = _local_grad_norm(engine)
+    engine.step()
+    if norm is None:
+        norm = _engine_grad_norm(engine)
+    return loss.item(), norm
+
+
+def global_batch(data: dict[str, torch.Tensor], step: int, batch_size: int, n: int, seed: int):
     """The step's global batch: a fixed function of (seed, step), so a resumed trial sees
     exactly the batches it would have seen, with no sampler state to save."""
     per_epoch = max(n // batch_size, 1)
