@@ -1,34 +1,141 @@
-"""``lorasweep run --dry-run``: what a sweep would do, without starting Ray."""
+"""``lorasweep run --dry-run``: what a sweep would do, without starting Ray.
+
+A grid prints every trial; a sampler prints its search space, sampler, sample count, seeds
+per configuration and the Optuna study it would add to; both print the scheduler.
+"""
 from __future__ import annotations
 
-from orchestrator.spec import Grid, SweepSpec
+from orchestrator.search_rules import (
+    SEED_PATH,
+    asha_rungs,
+    default_experiment_dir,
+    form_name,
+    objectives,
+    replicate_seeds,
+    search_axes,
+    study_file,
+    study_name,
+)
+from orchestrator.spec import SweepSpec
 from orchestrator.table import format_table
-from orchestrator.trial_config import axes, config_columns, expand_grid, trial_template
+from orchestrator.trial_config import config_columns, expand_grid, get_path, trial_template
 
 PLAN_COLUMNS = ["model", "task", "train_size", "complexity", "rank", "alpha", "scaling", "scale_factor", "lr", "seed"]
+# Plan column -> trial config path, for the values a sampled sweep keeps fixed.
+FIXED_PATHS = {
+    "model": "model.name", "task": "data.task", "train_size": "data.train_size", "complexity": "data.complexity",
+    "rank": "lora.rank", "alpha": "lora.alpha", "scaling": "lora.scaling", "lr": "train.lr", "seed": "train.seed",
+}
 
 
 def describe_plan(spec: SweepSpec) -> str:
-    if spec.search.algorithm == "grid":
-        configs = expand_grid(spec)
-        rows = [config_columns(c) for c in configs]
-        steps = spec.train.steps
-        head = (
-            f"{spec.name}: grid search, {len(configs)} trials x {steps} steps, "
-            f"evaluation every {spec.train.eval_every} steps ({len(configs) * (steps // spec.train.eval_every)} result rows)"
+    body = _grid_plan(spec) if spec.search.algorithm == "grid" else _sampled_plan(spec)
+    return "\n".join(body + [_scheduler_line(spec), _concurrency_line(spec)])
+
+
+def _grid_plan(spec: SweepSpec) -> list[str]:
+    configs = expand_grid(spec)
+    steps, every = spec.train.steps, spec.train.eval_every
+    head = (
+        f"{spec.name}: grid search, {len(configs)} trials x {steps} steps, "
+        f"evaluation every {every} steps ({len(configs) * _evaluations(steps, every)} result rows)"
+    )
+    return [head, format_table([config_columns(c) for c in configs], PLAN_COLUMNS)]
+
+
+def _sampled_plan(spec: SweepSpec) -> list[str]:
+    search, train = spec.search, spec.train
+    seeds = replicate_seeds(spec)
+    per_config = len(seeds) if seeds else 1
+    trials = search.num_samples * per_config
+    lines = [f"{spec.name}: {search.algorithm} search" + (_objective(spec) if search.algorithm == "optuna" else "")]
+    if seeds:
+        lines.append(
+            f"samples: {search.num_samples} configurations x {per_config} seeds per configuration "
+            f"({SEED_PATH} {', '.join(map(str, seeds))}) = {trials} trials x {train.steps} steps, "
+            f"evaluation every {train.eval_every} steps"
         )
-        return head + "\n" + format_table(rows, PLAN_COLUMNS)
-    found = list(axes(trial_template(spec)))
-    lines = [
-        f"{spec.name}: {spec.search.algorithm} search"
-        + (f" (sampler {spec.search.sampler})" if spec.search.algorithm == "optuna" else "")
-        + f", {spec.search.num_samples} samples, metric {spec.search.metric} ({spec.search.mode})",
-        "search space:",
-    ]
+    else:
+        lines.append(
+            f"samples: {trials} independent draws, 1 trial each, x {train.steps} steps, "
+            f"evaluation every {train.eval_every} steps"
+        )
+    if search.algorithm == "optuna":
+        metrics, _ = objectives(spec)
+        lines.append(f"objective per configuration: the mean over its seeds of the final {', '.join(metrics)}")
+    lines.append("search space:")
+    found = [(p, f) for p, f in search_axes(spec) if not (seeds and p == SEED_PATH)]
+    width = max((len(p) for p, _ in found), default=0)
     for path, form in found:
-        kind = next(iter(type(form).model_fields))
-        lines.append(f"  {path}: {kind} {getattr(form, kind)}")
+        lines.append(f"  {path.ljust(width)}  {form_name(form)} {list(getattr(form, form_name(form)))}")
     if not found:
         lines.append("  (no axes: every sample runs the same configuration)")
-    lines.append(f"scheduler: {spec.scheduler.type}")
-    return "\n".join(lines)
+    lines.append("fixed: " + _fixed(spec, {p for p, _ in search_axes(spec)}))
+    if search.algorithm == "optuna":
+        lines.append(_study_line(spec))
+    return lines
+
+
+def _objective(spec: SweepSpec) -> str:
+    metrics, modes = objectives(spec)
+    goals = ", ".join(f"{'minimise' if m == 'min' else 'maximise'} {name}" for name, m in zip(metrics, modes))
+    return f", sampler {spec.search.sampler}, {goals}"
+
+
+def _fixed(spec: SweepSpec, axis_paths: set[str]) -> str:
+    template = trial_template(spec)
+    return " ".join(
+        f"{column}={get_path(template, path)}" for column, path in FIXED_PATHS.items() if path not in axis_paths
+    )
+
+
+def _study_line(spec: SweepSpec) -> str:
+    """The study a run would add to, and how many trials it already holds."""
+    path = study_file(spec, default_experiment_dir(spec))
+    name = study_name(spec)
+    if not path.is_file():
+        return f"study: {name!r} in {path} (new)"
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    try:
+        count = len(optuna.load_study(study_name=name, storage=storage).trials)
+    except KeyError:
+        return f"study: {name!r} in {path} (new study in an existing journal)"
+    return f"study: {name!r} in {path} (has {count} trials: this run adds to them)"
+
+
+def _scheduler_line(spec: SweepSpec) -> str:
+    s, steps = spec.scheduler, spec.train.steps
+    if s.type == "fifo":
+        return f"scheduler: fifo (every trial runs to step {steps})"
+    rungs = [r for r in asha_rungs(spec) if r < steps]
+    evals = sorted({_first_eval_at(r, spec.train.eval_every, steps) for r in rungs})
+    at_evals = "" if evals == rungs else f" (at the evaluations of steps {_join(evals)})"
+    return (
+        f"scheduler: asha on {s.metric} ({s.mode}), grace period {s.grace_period} steps, reduction factor "
+        f"{s.reduction_factor:g}, max {steps} steps: trials compared at steps {_join(rungs)}{at_evals}; "
+        f"a stopped trial keeps its rows, the last with status 'stopped'"
+    )
+
+
+def _concurrency_line(spec: SweepSpec) -> str:
+    r = spec.resources
+    return (
+        f"concurrency: at most {r.max_concurrent_trials} trials at once, each {r.num_workers} worker(s) x "
+        f"{r.cpus_per_worker:g} CPU, {r.gpus_per_worker:g} GPU"
+    )
+
+
+def _evaluations(steps: int, every: int) -> int:
+    return steps // every + (1 if steps % every else 0)
+
+
+def _first_eval_at(step: float, every: int, steps: int) -> int:
+    """The first evaluation at or after ``step`` (evaluations: multiples of every, and the last step)."""
+    k = -(-step // every)
+    return int(min(k * every, steps))
+
+
+def _join(values) -> str:
+    return ", ".join(f"{v:g}" for v in values) or "none"

@@ -172,6 +172,7 @@ class SearchSpec(_Strict):
     sampler: Literal["tpe", "cmaes", "nsga2"] = "tpe"
     metric: str | list[str] = "eval_ce"
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = "min"
+    study_name: Annotated[str, Field(min_length=1)] | None = None  # Optuna study; default: the sweep name
 
 
 class SchedulerSpec(_Strict):
@@ -243,6 +244,9 @@ class SweepSpec(_Strict):
                 f"train.batch_size: {self.train.batch_size} is not divisible by "
                 f"resources.num_workers ({self.resources.num_workers}); the global batch is split evenly"
             )
+        from orchestrator.search_rules import search_problems  # it imports this module
+
+        problems += search_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -1,0 +1,165 @@
+"""What a spec's ``search`` and ``scheduler`` sections mean, and the rules that tie them to
+the rest of the spec.
+
+Pure Python (no Ray, no Optuna), so ``validate`` and ``--dry-run`` can use it. The spec's
+cross-field validator calls :func:`search_problems`; ``orchestrator.search`` builds Tune
+objects from the same helpers, so what is validated is what runs.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from orchestrator.spec import Grid, LogUniform, RandInt, SweepSpec, Uniform
+
+# Numbers the trainable reports at every evaluation that a search or a scheduler can rank.
+REPORTED_METRICS = ("eval_ce", "eval_ppl", "eval_acc", "miub", "train_loss")
+SEED_PATH = "train.seed"
+STUDY_FILE = "optuna.journal"
+RANGE_FORMS = (Uniform, LogUniform, RandInt)
+
+
+def form_name(form) -> str:
+    return next(iter(type(form).model_fields))
+
+
+def form_text(form) -> str:
+    """A value form as written in YAML, e.g. ``{uniform: [1.0, 64.0]}``."""
+    return f"{{{form_name(form)}: {list(getattr(form, form_name(form)))}}}"
+
+
+def search_axes(spec: SweepSpec) -> list[tuple[str, object]]:
+    """(dotted path, value form) of every field that is not a plain value."""
+    from orchestrator.trial_config import axes, trial_template  # trial_config imports spec
+
+    return list(axes(trial_template(spec)))
+
+
+def replicate_seeds(spec: SweepSpec) -> list[int] | None:
+    """The seeds each sampled configuration runs with, or None when seeds are not replicas.
+
+    Under random and Optuna search a ``train.seed`` grid replicates every configuration;
+    under Optuna a plain seed is one replica. Grid search enumerates seeds like any axis.
+    """
+    seed = spec.train.seed
+    if spec.search.algorithm == "grid":
+        return None
+    if isinstance(seed, Grid):
+        return list(dict.fromkeys(seed.grid))
+    if spec.search.algorithm == "optuna" and isinstance(seed, int):
+        return [seed]
+    return None
+
+
+def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
+    """Search metrics and modes as equal-length lists (one mode applies to every metric)."""
+    metrics = spec.search.metric if isinstance(spec.search.metric, list) else [spec.search.metric]
+    mode = spec.search.mode
+    modes = list(mode) if isinstance(mode, list) else [mode] * len(metrics)
+    return list(metrics), modes
+
+
+def study_name(spec: SweepSpec) -> str:
+    return spec.search.study_name or spec.name
+
+
+def study_file(spec: SweepSpec, experiment_dir: str) -> Path:
+    """The Optuna journal: in the experiment directory when it is local; beside the result
+    store on the driver when Ray's storage is remote (a journal file needs a local path)."""
+    if "://" in experiment_dir:
+        return Path(spec.results.path).resolve() / "_ray" / spec.name / STUDY_FILE
+    return Path(experiment_dir) / STUDY_FILE
+
+
+def default_experiment_dir(spec: SweepSpec) -> str:
+    """Where ``orchestrator.sweep`` puts Ray's experiment (same rule, without importing Ray)."""
+    root = spec.results.storage_path or str((Path(spec.results.path) / "_ray").resolve())
+    return f"{root.rstrip('/')}/{spec.name}"
+
+
+def asha_rungs(spec: SweepSpec) -> list[float]:
+    """Steps at which ASHA compares trials: grace_period * reduction_factor**k below
+    train.steps (Ray's single-bracket rule)."""
+    s, max_t = spec.scheduler, spec.train.steps
+    count = int(math.log(max_t / s.grace_period) / math.log(s.reduction_factor) + 1)
+    return [s.grace_period * s.reduction_factor**k for k in range(max(count, 0))]
+
+
+def search_problems(spec: SweepSpec) -> list[str]:
+    """Every cross-field problem of ``search`` and ``scheduler``, one line each."""
+    return _axis_problems(spec) + _objective_problems(spec) + _scheduler_problems(spec)
+
+
+def _axis_problems(spec: SweepSpec) -> list[str]:
+    algorithm = spec.search.algorithm
+    found = search_axes(spec)
+    problems = []
+    for path, form in found:
+        value = form_text(form)
+        if algorithm == "grid" and isinstance(form, RANGE_FORMS):
+            problems.append(
+                f"{path}: {value} cannot be enumerated by search.algorithm grid; allowed: a value, "
+                f"grid or choice (or search.algorithm random|optuna to sample the range)"
+            )
+        elif algorithm != "grid" and isinstance(form, Grid) and path != SEED_PATH:
+            problems.append(
+                f"{path}: {value} is a grid, but search.algorithm {algorithm} samples instead of "
+                f"enumerating; allowed: choice (one value per trial), a range, or search.algorithm grid "
+                f"(only {SEED_PATH} may be a grid here: its seeds replicate each configuration)"
+            )
+        elif algorithm == "optuna" and path == SEED_PATH and not isinstance(form, Grid):
+            problems.append(
+                f"{path}: {value} would make Optuna tune the seed; allowed: a value or a grid "
+                f"(each configuration runs once per seed and Optuna sees the mean)"
+            )
+    if algorithm == "optuna" and not [p for p, _ in found if p != SEED_PATH]:
+        problems.append(
+            "search.algorithm: 'optuna' has nothing to search (no choice or range outside train.seed); "
+            "allowed: add a choice/uniform/loguniform/randint field, or search.algorithm grid"
+        )
+    return problems
+
+
+def _objective_problems(spec: SweepSpec) -> list[str]:
+    search = spec.search
+    problems = []
+    metrics = search.metric if isinstance(search.metric, list) else [search.metric]
+    if isinstance(search.mode, list):
+        if not isinstance(search.metric, list) or len(search.mode) != len(metrics):
+            problems.append(
+                f"search.mode: {search.mode} has {len(search.mode)} entries but search.metric "
+                f"{search.metric!r} has {len(metrics)}; allowed: one mode per metric, or a single mode for all"
+            )
+    if not metrics:
+        problems.append("search.metric: [] is empty; allowed: one or more of " + ", ".join(REPORTED_METRICS))
+    if len(set(metrics)) != len(metrics):
+        problems.append(f"search.metric: {metrics} names a metric twice; allowed: distinct metrics")
+    problems += _metric_name_problems("search.metric", metrics, spec, used=search.algorithm == "optuna")
+    if search.algorithm == "optuna" and search.sampler == "cmaes" and len(metrics) > 1:
+        problems.append(
+            f"search.sampler: 'cmaes' optimises one metric, got search.metric {metrics}; "
+            f"allowed: tpe or nsga2 for several metrics"
+        )
+    return problems
+
+
+def _scheduler_problems(spec: SweepSpec) -> list[str]:
+    s = spec.scheduler
+    problems = _metric_name_problems("scheduler.metric", [s.metric], spec, used=s.type == "asha")
+    if s.type == "asha" and s.grace_period >= spec.train.steps:
+        problems.append(
+            f"scheduler.grace_period: {s.grace_period} is not less than train.steps ({spec.train.steps}), "
+            f"so ASHA could never stop a trial; allowed: 1..{spec.train.steps - 1} (in optimizer steps)"
+        )
+    return problems
+
+
+def _metric_name_problems(field: str, metrics: list[str], spec: SweepSpec, *, used: bool) -> list[str]:
+    problems = []
+    for name in metrics:
+        if name not in REPORTED_METRICS:
+            problems.append(f"{field}: {name!r} is not a reported metric; allowed: {', '.join(REPORTED_METRICS)}")
+        elif name == "miub" and used and not spec.metrics.miub.enabled:
+            problems.append(f"{field}: 'miub' is not reported because metrics.miub.enabled is false; "
+                            f"allowed: another metric, or enable MIUB")
+    return problems
