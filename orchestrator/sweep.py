@@ -16,6 +16,7 @@ from ray import tune
 from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
 from orchestrator.search import build_scheduler, build_search_alg
+from orchestrator.search_rules import default_experiment_dir
 from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
 from orchestrator.store.callback import StoreCallback
 from orchestrator.trial_config import axes, config_columns, set_path, trial_template
@@ -74,15 +75,18 @@ def build_tuner(spec: SweepSpec, trainable=None) -> tune.Tuner:
         flush_rows=spec.results.flush_rows,
         flush_seconds=spec.results.flush_seconds,
     )
+    search_alg = build_search_alg(spec, experiment_path(spec))
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(spec)),
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
-            search_alg=build_search_alg(spec, experiment_path(spec)),
+            search_alg=search_alg,
             scheduler=build_scheduler(spec),
             num_samples=spec.search.num_samples if spec.search.algorithm != "grid" else 1,
-            max_concurrent_trials=spec.resources.max_concurrent_trials,
+            # A search algorithm carries its own ConcurrencyLimiter; Tune's would be ignored.
+            max_concurrent_trials=None if search_alg is not None else spec.resources.max_concurrent_trials,
             reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
@@ -107,7 +111,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
 
 def experiment_path(spec: SweepSpec) -> str:
-    return f"{storage_path(spec).rstrip('/')}/{spec.name}"
+    return default_experiment_dir(spec)
+
+
+def _trial_dirname(trial) -> str:
+    """Short trial folder names: a config with many axes would exceed path limits."""
+    return f"trial_{trial.trial_id}"
 
 
 def run(
