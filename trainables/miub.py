@@ -137,10 +137,12 @@ class JsdTopK(Estimator):
     """The default: mean over real tokens of miub_tokens. Stats: [sum of miub, token count]."""
 
     def batch_stats(self, h: Tensor, g: Tensor, mask: Tensor) -> Tensor:
-        per_token = miub_tokens(h, g, self.top_k, self.temperature)
-        mask = mask.to(device=per_token.device, dtype=torch.bool)
-        total = torch.where(mask, per_token, 0.0).sum(dtype=torch.float64)
-        return torch.stack([total, mask.sum(dtype=torch.float64)])
+        # Padding is dropped before the top-k, the costly step: short prompts padded to
+        # seq_len would otherwise pay for tokens that never count.
+        keep = mask.to(device=h.device, dtype=torch.bool).reshape(-1)
+        d = h.shape[-1]
+        per_token = miub_tokens(h.reshape(-1, d)[keep], g.reshape(-1, d)[keep], self.top_k, self.temperature)
+        return torch.stack([per_token.sum(dtype=torch.float64), keep.sum(dtype=torch.float64)])
 
     def finalize(self, stats: Tensor) -> float:
         total, count = stats.tolist()
