@@ -1,19 +1,28 @@
 """The Parquet result store: written by a Tune callback, read with plain pyarrow.
 
-Layout: ``<root>/experiment=<name>/part-*.parquet``. Only the reader and writer live
-here; the Tune callback (``orchestrator.store.callback``) is imported by the sweep alone.
+Layout: ``<root>/experiment=<name>/part-*.parquet``, one row per (experiment, trial, step).
+Writing: :class:`ResultWriter` (files appear whole, by rename). Reading:
+:func:`open_results` (a pyarrow dataset), :func:`read_results` (deduplicated rows),
+:func:`latest_rows` / :func:`completed_results`; ``orchestrator.store.query`` and
+``orchestrator.store.compact`` back ``lorasweep query`` and ``lorasweep compact``. The Tune
+callback (``orchestrator.store.callback``) imports Ray and is imported by the sweep alone.
 """
-from orchestrator.store.reader import deduplicate, final_rows, open_results, read_results
-from orchestrator.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION
+from orchestrator.store.dedup import deduplicate, latest_rows
+from orchestrator.store.reader import completed_results, final_rows, open_results, open_store, read_results
+from orchestrator.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, STATUSES
 from orchestrator.store.writer import ResultWriter
 
 __all__ = [
     "COLUMNS",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "STATUSES",
     "ResultWriter",
+    "completed_results",
     "deduplicate",
     "final_rows",
+    "latest_rows",
     "open_results",
+    "open_store",
     "read_results",
 ]

@@ -3,16 +3,33 @@
 The last row of each trial is held back until the trial ends, so it can carry the trial's
 final status (completed, stopped early, diverged, error); every earlier row is
 ``running``. A trial that fails before reporting anything still leaves an ``error`` row.
+
+``attempt`` counts runs of one trial: a retry after a failure (``on_trial_recover``) adds
+one, and so does a driver restart (``Tuner.restore`` re-creates trials under the same
+trial_id but a fresh callback): the first time a trial is seen, the callback continues from
+the highest attempt already stored for it, read once per callback from the experiment's
+partition. Rows of the higher attempt win wherever rows are read.
+
+A driver killed without warning loses the rows not yet flushed (at most ``flush_seconds``
+worth) and each trial's held-back row; resumed trials report again from their checkpoints.
 """
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Callable
 
 from ray.tune import Callback
 
+from orchestrator.store.reader import stored_attempts
 from orchestrator.store.schema import COLUMNS
 from orchestrator.store.writer import ResultWriter
+
+log = logging.getLogger(__name__)
+
+# Set by the callback itself, never copied from a trial's result.
+OWN_COLUMNS = ("trial_id", "attempt", "timestamp", "status", "error")
+RESULT_COLUMNS = [c for c in COLUMNS if c not in OWN_COLUMNS]
 
 
 class StoreCallback(Callback):
@@ -35,6 +52,7 @@ class StoreCallback(Callback):
         self._writer: ResultWriter | None = None
         self._pending: dict[str, dict] = {}
         self._attempts: dict[str, int] = {}
+        self._stored: dict[str, int] | None = None  # highest stored attempt per trial
 
     @property
     def writer(self) -> ResultWriter:
@@ -45,21 +63,33 @@ class StoreCallback(Callback):
         return self._writer
 
     def __getstate__(self):
+        # Pickled into Ray's experiment state; a restored driver learns attempts from the store.
         state = dict(self.__dict__)
-        state["_writer"] = None
+        state.update(_writer=None, _attempts={}, _stored=None)
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update({"_stored": None, **state})
+
+    def attempt(self, trial_id: str) -> int:
+        """This trial's current attempt: one past the highest stored, when first seen."""
+        if trial_id not in self._attempts:
+            if self._stored is None:
+                self._stored = self._read_stored_attempts()
+            self._attempts[trial_id] = self._stored.get(trial_id, 0) + 1
+        return self._attempts[trial_id]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._attempts.setdefault(trial.trial_id, 1)
+        self.attempt(trial.trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self._release(trial, "running")
-        self._attempts[trial.trial_id] = self._attempts.get(trial.trial_id, 1) + 1
+        self._attempts[trial.trial_id] = self.attempt(trial.trial_id) + 1
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._release(trial, "running")
         row = self._base_row(trial)
-        row.update({k: result[k] for k in COLUMNS if k in result and k not in ("trial_id", "timestamp", "status")})
+        row.update({k: result[k] for k in RESULT_COLUMNS if k in result})
         row["status"] = "diverged" if result.get("diverged") else "running"
         self._pending[trial.trial_id] = row
 
@@ -69,36 +99,56 @@ class StoreCallback(Callback):
             finished = (pending.get("step") or 0) >= self.total_steps(trial.config)
             pending["status"] = "completed" if finished else "stopped"
         self._release(trial, None)
-        self.writer.flush()
+        self._flush()
 
     def on_trial_error(self, iteration, trials, trial, **info):
         message = _error_message(trial)
         row = self._pending.pop(trial.trial_id, None) or self._base_row(trial)
         row.update(status="error", error=message)
-        self.writer.append(row)
-        self.writer.flush()
+        self._append(row)
+        self._flush()
 
     def on_experiment_end(self, trials, **info):
         for trial in trials:
             self._release(trial, None)
-        self.writer.flush()
+        self.writer.flush()  # the last chance: a failure here is raised, not logged
 
     def _release(self, trial, status: str | None) -> None:
         row = self._pending.pop(trial.trial_id, None)
         if row is not None:
             if status is not None and row["status"] != "diverged":
                 row["status"] = status
-            self.writer.append(row)
+            self._append(row)
 
     def _base_row(self, trial) -> dict:
-        row = dict(self.static)
+        row = dict.fromkeys(COLUMNS)  # every column present: the writer's fast path
+        row.update(self.static)
         row.update(self.config_columns(trial.config))
         row.update(
             trial_id=trial.trial_id,
-            attempt=self._attempts.get(trial.trial_id, 1),
+            attempt=self.attempt(trial.trial_id),
             timestamp=dt.datetime.now(dt.timezone.utc),
         )
         return row
+
+    def _append(self, row: dict) -> None:
+        try:
+            self.writer.append(row)
+        except OSError as exc:  # the rows stay buffered; the next flush tries again
+            log.warning("result store %s: flush failed, will retry: %s", self.writer.directory, exc)
+
+    def _flush(self) -> None:
+        try:
+            self.writer.flush()
+        except OSError as exc:
+            log.warning("result store %s: flush failed, will retry: %s", self.writer.directory, exc)
+
+    def _read_stored_attempts(self) -> dict[str, int]:
+        try:
+            return stored_attempts(self.root, self.experiment)
+        except Exception as exc:  # never stop a sweep over bookkeeping; attempts restart at 1
+            log.warning("result store %s: cannot read stored attempts: %s", self.root, exc)
+            return {}
 
 
 def _error_message(trial) -> str:

@@ -1,10 +1,14 @@
-"""Reading results: a pyarrow dataset over the hive-partitioned store, deduplicated on demand.
+"""Reading results: a pyarrow dataset over the hive-partitioned store, and the row selections
+analysis needs (every step deduplicated, each trial's latest row, completed trials' results).
 
-A retried trial may have reported the same step twice; the row of the latest attempt
-(then the latest timestamp) wins wherever rows are read as results.
+Opening checks every file's footer once (pyarrow keeps the footers it read, so the scan does
+not read them again): a truncated or foreign file, or one written by a newer lorasweep, is
+named in a :class:`~orchestrator.errors.UsageError` instead of failing mid-scan with a
+traceback, or skipped on request.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,57 +16,119 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from orchestrator.errors import UsageError
-from orchestrator.store.schema import SCHEMA
+from orchestrator.store.dedup import KEY, deduplicate, latest_rows
+from orchestrator.store.files import BadFile, metadata_problem, store_files, unreadable_reason
+from orchestrator.store.schema import PARTITION, dataset_schema
 
-KEY = ["experiment", "trial_id", "step"]
-
-
-def dataset_schema() -> pa.Schema:
-    return SCHEMA.insert(0, pa.field("experiment", pa.string()))
-
-
-def open_results(path: str | Path) -> ds.Dataset:
-    """The result store at ``path`` as a dataset with hive partitioning and the full schema."""
-    path = Path(path)
-    if not path.is_dir():
-        raise UsageError(f"{path}: no result store here (expected a directory of experiment=<name>/ folders)")
-    partitioning = ds.partitioning(pa.schema([pa.field("experiment", pa.string())]), flavor="hive")
-    return ds.dataset(path, format="parquet", partitioning=partitioning, schema=dataset_schema())
+__all__ = [
+    "completed_results", "deduplicate", "final_rows", "latest_rows", "open_files", "open_results", "open_store",
+    "read_results", "stored_attempts",
+]
 
 
-def deduplicate(table: pa.Table) -> pa.Table:
-    """One row per (experiment, trial_id, step): the latest attempt, then the latest timestamp."""
-    if table.num_rows == 0:
-        return table
-    ordered = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
-    ordered = ordered.sort_by([(k, "ascending") for k in KEY] + [("attempt", "descending"), ("timestamp", "descending")])
-    keys = [ordered.column(k) for k in KEY]
-    first = pa.array([True] + [False] * (ordered.num_rows - 1))
-    for col in keys:
-        prev = pc.fill_null(pc.not_equal(col.slice(1), col.slice(0, ordered.num_rows - 1)), True)
-        first = pc.or_(first, pa.concat_arrays([pa.array([True]), prev.combine_chunks()]))
-    return ordered.filter(first).drop_columns(["_i"])
+def partitioning() -> ds.Partitioning:
+    return ds.partitioning(pa.schema([PARTITION]), flavor="hive")
+
+
+def open_store(
+    path: str | Path, *, skip_bad: bool = False, filter: pc.Expression | None = None, experiment: str | None = None
+) -> tuple[ds.Dataset, list[BadFile]]:
+    """The store (or one ``experiment``) as a dataset of its readable files, and the files left out.
+
+    ``filter`` limits the files checked and kept to those whose partition may match it (rows
+    are not filtered). With ``skip_bad`` false, any bad file raises a UsageError naming each.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise UsageError(f"{root}: no result store here (expected a directory of experiment=<name>/ folders)")
+    return open_files(root, store_files(root, experiment), skip_bad=skip_bad, filter=filter)
+
+
+def open_files(
+    root: Path, files: list[Path], *, skip_bad: bool = False, filter: pc.Expression | None = None
+) -> tuple[ds.Dataset, list[BadFile]]:
+    """These files of the store at ``root`` as a dataset, each footer checked (see open_store)."""
+    dataset = ds.dataset(
+        [str(p) for p in files], format="parquet", partitioning=partitioning(),
+        partition_base_dir=str(root), schema=dataset_schema(),
+    )
+    good, bad = [], []
+    for fragment in dataset.get_fragments() if filter is None else dataset.get_fragments(filter=filter):
+        try:
+            fragment.ensure_complete_metadata()
+            problem = metadata_problem(fragment.metadata.metadata)
+        except (pa.ArrowException, OSError) as exc:
+            problem = unreadable_reason(exc)
+        if problem is None:
+            good.append(fragment)
+        else:
+            bad.append(BadFile(fragment.path, problem))
+    if bad and not skip_bad:
+        raise UsageError([str(b) for b in bad] + [
+            f"{len(bad)} unusable file(s) in {root}; move them away, or skip them "
+            "(lorasweep query --skip-bad, open_results(path, skip_bad=True))"
+        ])
+    if bad or filter is not None:
+        dataset = ds.FileSystemDataset(good, dataset_schema(), ds.ParquetFileFormat(), dataset.filesystem)
+    return dataset, bad
+
+
+def open_results(path: str | Path, *, skip_bad: bool = False) -> ds.Dataset:
+    """The result store at ``path`` as a dataset with hive partitioning and the full schema.
+
+    Plain pyarrow reads the same store with
+    ``pyarrow.dataset.dataset(path, partitioning="hive")``; this adds the declared schema
+    (columns missing from old files read as null) and the file checks.
+    """
+    dataset, bad = open_store(path, skip_bad=skip_bad)
+    if bad:
+        warnings.warn("skipped unusable result files: " + "; ".join(map(str, bad)), stacklevel=2)
+    return dataset
+
+
+def scan(dataset: ds.Dataset, *, columns: list[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
+    """``dataset.to_table`` with a file that breaks mid-scan reported as a UsageError."""
+    try:
+        return dataset.to_table(columns=columns, filter=filter)
+    except (pa.ArrowException, OSError) as exc:
+        raise UsageError(f"cannot read the result store: {' '.join(str(exc).split())[:400]}") from exc
 
 
 def read_results(path: str | Path, *, columns: list[str] | None = None, filter=None) -> pa.Table:
-    """All rows (deduplicated), optionally filtered with a pyarrow compute expression."""
+    """All rows, one per (experiment, trial_id, step), optionally filtered.
+
+    ``filter`` (a pyarrow compute expression) is applied while scanning, before
+    deduplication: filter on configuration columns (experiment, model, rank, ...; see
+    ``TRIAL_COLUMNS``) or on ``step``. For a filter on per-row values such as status or
+    metrics, use :func:`orchestrator.store.query.query`, which deduplicates first.
+    """
     dataset = open_results(path)
-    needed = None if columns is None else list(dict.fromkeys(columns + KEY + ["attempt", "timestamp"]))
-    table = deduplicate(dataset.to_table(columns=needed, filter=filter))
+    needed = None if columns is None else list(dict.fromkeys(list(columns) + list(KEY) + ["attempt", "timestamp"]))
+    table = deduplicate(scan(dataset, columns=needed, filter=filter))
     return table if columns is None else table.select(columns)
 
 
 def final_rows(table: pa.Table) -> pa.Table:
-    """The last evaluation of each trial (its highest step)."""
-    table = deduplicate(table)
+    """Each trial's latest row (kept under this name for existing callers; see :func:`latest_rows`)."""
+    return latest_rows(table)
+
+
+def completed_results(table: pa.Table) -> pa.Table:
+    """Final results: the latest row of each trial whose latest row says ``completed``."""
+    latest = latest_rows(table)
+    return latest.filter(pc.field("status") == "completed")
+
+
+def stored_attempts(root: str | Path, experiment: str) -> dict[str, int]:
+    """The highest stored attempt of each trial of one experiment (unusable files skipped).
+
+    Reads two columns of one partition: cheap enough to run once per driver start.
+    """
+    if not Path(root).is_dir():
+        return {}
+    dataset, _ = open_store(root, skip_bad=True, experiment=experiment)
+    table = scan(dataset, columns=["trial_id", "attempt"])
     if table.num_rows == 0:
-        return table
-    ordered = table.sort_by([("experiment", "ascending"), ("trial_id", "ascending"), ("step", "descending")])
-    exp, trial = ordered.column("experiment"), ordered.column("trial_id")
-    n = ordered.num_rows
-    changed = pc.or_(
-        pc.fill_null(pc.not_equal(exp.slice(1), exp.slice(0, n - 1)), True),
-        pc.fill_null(pc.not_equal(trial.slice(1), trial.slice(0, n - 1)), True),
-    )
-    first = pa.concat_arrays([pa.array([True]), changed.combine_chunks()])
-    return ordered.filter(first)
+        return {}
+    best = table.group_by("trial_id").aggregate([("attempt", "max")])
+    return {t: a for t, a in zip(best["trial_id"].to_pylist(), best["attempt_max"].to_pylist()) if t and a}
