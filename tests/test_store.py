@@ -30,6 +30,7 @@ from orchestrator.store import files as store_files_module
 from orchestrator.store.compact import compact
 from orchestrator.store.files import file_schema, package_version, store_files
 from orchestrator.store.schema import COLUMNS, markdown_table
+import orchestrator.store.callback as callback_module
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -325,7 +326,8 @@ def test_callback_error_after_results_marks_the_held_back_row(tmp_path):
     assert read_results(tmp_path)["error"].to_pylist()[-1] == "trial failed (no error message recorded)"
 
 
-def test_callback_continues_attempts_after_a_driver_restart(tmp_path):
+def test_callback_continues_attempts_after_a_driver_restart(tmp_path, monkeypatch):
+    monkeypatch.setattr(callback_module, "TRIAL_END_FLUSH_INTERVAL_S", 0.0)  # flush at every trial end
     first = _callback(tmp_path)
     pickled = pickle.dumps(first)  # what Ray stores with the experiment before it runs
     t1 = _trial("t1")
@@ -347,3 +349,37 @@ def test_callback_continues_attempts_after_a_driver_restart(tmp_path):
     assert restored.attempt("t1") == 3
     assert _stored(tmp_path) == [("t1", 1, 10, "running"), ("t1", 2, 10, "running"), ("t1", 2, 20, "stopped")]
     assert keys(read_results(tmp_path)) == [("t1", 10, 2), ("t1", 20, 2)]
+
+
+def test_trial_end_flushes_are_coalesced(tmp_path):
+    """A burst of trials ending within a second shares one file; experiment end writes the rest."""
+    cb = _callback(tmp_path)
+    for name in ("a", "b", "c"):
+        trial = _trial(name)
+        cb.on_trial_start(0, [], trial)
+        cb.on_trial_result(0, [], trial, {"step": 10})
+        cb.on_trial_complete(0, [], trial)
+    files = lambda: [f for f in (tmp_path / "experiment=exp").glob("*.parquet")]
+    assert len(files()) <= 1
+    cb.on_experiment_end([])
+    assert sorted(t for t, *_ in _stored(tmp_path)) == ["a", "b", "c"]
+
+
+def test_snapshot_state_keeps_held_back_rows_across_a_driver_kill(tmp_path):
+    """Tune saves get_state() with the trials' checkpoints; a killed driver restored from that
+    snapshot still writes the row of the step its checkpoint is at."""
+    cb = _callback(tmp_path)
+    t1 = _trial("t1")
+    cb.on_trial_start(0, [], t1)
+    cb.on_trial_result(0, [], t1, {"step": 10})
+    cb.on_trial_result(0, [], t1, {"step": 20})  # held back; its checkpoint is step 20
+    state = pickle.loads(pickle.dumps(cb.get_state()))  # the snapshot; then the driver dies
+    assert _stored(tmp_path) == [("t1", 1, 10, "running")]  # the snapshot flushed released rows
+
+    restored = _callback(tmp_path)
+    restored.set_state(state)
+    restored.on_trial_start(0, [], t1)
+    restored.on_trial_result(0, [], t1, {"step": 30})  # resumed from the step-20 checkpoint
+    restored.on_trial_complete(0, [], t1)
+    restored.on_experiment_end([])
+    assert keys(read_results(tmp_path)) == [("t1", 10, 1), ("t1", 20, 1), ("t1", 30, 2)]

@@ -47,6 +47,9 @@ class ResultWriter:
         for row in rows:
             self.append(row)
 
+    def seconds_since_flush(self) -> float:
+        return time.monotonic() - self._last_flush
+
     def flush(self) -> Path | None:
         """Write buffered rows as one file; return its path (None when nothing was buffered)."""
         self._last_flush = time.monotonic()
