@@ -54,12 +54,21 @@ class Trial:
 
 def train_lora(config: dict) -> None:
     """Ray Tune entry point; a trial with several workers hands over to Ray Train."""
+    quiet_ray_storage_logs()
     if config["resources"]["num_workers"] > 1:
         from trainables.multiworker import run_with_ray_train
 
         run_with_ray_train(config)
         return
     run_trial(config, TuneSession())
+
+
+def quiet_ray_storage_logs() -> None:
+    """Ray logs one INFO line per persisted checkpoint; a sweep checkpoints every evaluation."""
+    import logging
+
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_trial(config: dict, session: Session) -> None:

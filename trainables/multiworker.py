@@ -14,9 +14,10 @@ import os
 
 
 def _worker_loop(config: dict) -> None:
-    from trainables.lora import run_trial
+    from trainables.lora import quiet_ray_storage_logs, run_trial
     from trainables.session import TrainSession
 
+    quiet_ray_storage_logs()
     run_trial(config, TrainSession())
 
 
