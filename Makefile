@@ -27,5 +27,15 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# The study of docs/study.md: three sweeps, then one analysis per question into reports/.
+STUDY_RESULTS ?= results
+study: $(VENV)/.installed
+	$(BIN)/lorasweep run search_spaces/study_rank.yaml --set results.path=$(STUDY_RESULTS)
+	$(BIN)/lorasweep run search_spaces/study_model_size.yaml --set results.path=$(STUDY_RESULTS)
+	$(BIN)/lorasweep run search_spaces/study_complexity.yaml --set results.path=$(STUDY_RESULTS)
+	$(BIN)/lorasweep analyze $(STUDY_RESULTS) --experiment study_rank --x rank --by scaling --report reports/study_rank
+	$(BIN)/lorasweep analyze $(STUDY_RESULTS) --experiment study_model_size --x model_params --report reports/study_model_size
+	$(BIN)/lorasweep analyze $(STUDY_RESULTS) --experiment study_complexity --x complexity --report reports/study_complexity
+
 clean:
 	rm -rf $(VENV) results reports .pytest_cache

@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(f"lorasweep: error: {line}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("lorasweep: interrupted; resume with --resume", file=sys.stderr)
         return 130
