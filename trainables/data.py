@@ -1,89 +1,77 @@
-"""Tasks as (prompt, answer) pairs, and their encoding into padded training tensors.
+"""Train/eval splits for a trial and their encoding into padded training tensors.
 
-Synthetic tasks are registered by name (``synthetic/<family>``), are deterministic from a
-seed, and take a ``complexity`` knob that really changes difficulty. Every task is scored
-by exact match of the answer tokens. Train and eval examples never share a prompt.
+A task is a registered synthetic family (``synthetic/<family>``, see ``trainables.tasks``)
+or real data (``hf:<name>[:<config>]``, ``file:<path>``, see ``trainables.datasets_io``).
+Either way a split is a list of (prompt, answer) examples scored by exact match of the
+answer tokens, deterministic from the data seed, and train never shares a prompt with eval.
 """
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
+
+from trainables.datasets_io import Fields, dataset_splits, is_dataset_task
+from trainables.tasks import Example, TaskFamily, get_task, register_task, task_names
+
+__all__ = ["Example", "IGNORE_INDEX", "encode", "make_splits", "register_task", "splits_for", "task_names"]
 
 IGNORE_INDEX = -100
 
 
-@dataclass(frozen=True)
-class Example:
-    prompt: str
-    answer: str
-
-
-TaskFn = Callable[[random.Random, int], Example]
-_TASKS: dict[str, TaskFn] = {}
-
-
-def register_task(name: str):
-    """Register ``fn(rng, complexity) -> Example`` under ``name``; names are unique."""
-
-    def decorator(fn: TaskFn) -> TaskFn:
-        if name in _TASKS:
-            raise ValueError(f"task {name!r} is already registered")
-        _TASKS[name] = fn
-        return fn
-
-    return decorator
-
-
-def task_names() -> list[str]:
-    return sorted(_TASKS)
-
-
-@register_task("synthetic/kv-recall")
-def kv_recall(rng: random.Random, complexity: int) -> Example:
-    """Recall the value of one key among ``complexity`` key:value pairs in the prompt.
-
-    ``c:41 a:07 k:93|k>`` -> ``93``. More pairs = more distractors and a longer context.
-    """
-    if not 1 <= complexity <= 26:
-        raise ValueError(f"synthetic/kv-recall: complexity {complexity} not allowed (1..26 pairs)")
-    keys = rng.sample("abcdefghijklmnopqrstuvwxyz", complexity)
-    values = [f"{rng.randrange(100):02d}" for _ in keys]
-    query = rng.randrange(complexity)
-    context = " ".join(f"{k}:{v}" for k, v in zip(keys, values))
-    return Example(prompt=f"{context}|{keys[query]}>", answer=values[query])
-
-
 def make_splits(
-    task: str, train_size: int, eval_size: int, complexity: int, seed: int = 0
+    task: str,
+    train_size: int,
+    eval_size: int,
+    complexity: int,
+    seed: int = 0,
+    *,
+    prompt_field: str = "prompt",
+    answer_field: str = "answer",
+    text_field: str | None = None,
+    split: str = "train",
+    eval_split: str | None = None,
 ) -> tuple[list[Example], list[Example]]:
-    """Draw eval examples first, then train examples whose prompts are not in eval.
+    """``(train, eval)`` examples for ``task``.
 
-    The data seed is separate from the training seed, so every trial of a sweep is
-    scored on the same evaluation set.
+    Synthetic tasks draw eval examples first, then train examples whose prompts are not in
+    eval. The data seed is separate from the training seed, so every trial of a sweep is
+    scored on the same evaluation set. The keyword arguments apply to ``hf:``/``file:`` data
+    only (``complexity`` has no effect there).
     """
-    if task not in _TASKS:
-        raise ValueError(f"unknown task {task!r}; registered: {', '.join(task_names())}")
-    fn = _TASKS[task]
+    if is_dataset_task(task):
+        fields = Fields(prompt=prompt_field, answer=answer_field, text=text_field)
+        return dataset_splits(task, train_size, eval_size, seed, fields=fields, split=split, eval_split=eval_split)
+    family = get_task(task)
+    family.check(complexity)
     rng = random.Random(f"{task}|{complexity}|{seed}")
-    eval_examples, seen = _draw(fn, rng, complexity, eval_size, set())
-    train_examples, _ = _draw(fn, rng, complexity, train_size, seen)
+    eval_examples, seen = _draw(family, rng, complexity, eval_size, set())
+    train_examples, _ = _draw(family, rng, complexity, train_size, seen)
     return train_examples, eval_examples
 
 
-def _draw(fn: TaskFn, rng: random.Random, complexity: int, n: int, exclude: set[str]):
+SOURCE_KEYS = ("prompt_field", "answer_field", "text_field", "split", "eval_split")
+
+
+def splits_for(data: dict) -> tuple[list[Example], list[Example]]:
+    """:func:`make_splits` for a trial config's ``data`` section (the spec's DataSpec fields)."""
+    return make_splits(
+        data["task"], data["train_size"], data["eval_size"], data["complexity"], data.get("seed", 0),
+        **{k: data[k] for k in SOURCE_KEYS if k in data},
+    )
+
+
+def _draw(family: TaskFamily, rng: random.Random, complexity: int, n: int, exclude: set[str]):
     out, seen = [], set(exclude)
     attempts = 0
     while len(out) < n:
         attempts += 1
         if attempts > 50 * n + 1000:
             raise ValueError(
-                f"only {len(out)} distinct examples found out of {n} requested at complexity "
+                f"{family.name}: only {len(out)} distinct examples found out of {n} requested at complexity "
                 f"{complexity}: the task has too few distinct prompts; lower the size or raise complexity"
             )
-        example = fn(rng, complexity)
+        example = family.sample(rng, complexity)
         if example.prompt not in seen:
             seen.add(example.prompt)
             out.append(example)
