@@ -15,6 +15,9 @@ SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.
 EXPECTED = {"quickstart", "miub_rank", "miub_model_size", "miub_data", "rslora_vs_lora", "optuna_rank_alpha",
             "paper_llama3_8b"}
 LAPTOP_TRIAL_STEPS = 2000  # trials x steps on zoo models: minutes on 2 CPU cores
+# The study's specs (make study) share one budget: about an hour on 2 CPU cores, where the
+# 4,800 trial-steps of study_rank took 14 minutes.
+STUDY_TRIAL_STEPS = 10_000
 
 
 def test_the_ready_made_spaces_are_all_there():
@@ -66,7 +69,14 @@ def test_laptop_spaces_stay_small(path):
     assert all(str(m).startswith("zoo/") for m in models), "a laptop space needs no download"
     assert spec.model.local_files_only
     assert spec.resources.num_workers * spec.resources.cpus_per_worker * spec.resources.max_concurrent_trials <= 2
-    assert trials_of(spec) * spec.train.steps <= LAPTOP_TRIAL_STEPS
+    if not path.stem.startswith("study_"):
+        assert trials_of(spec) * spec.train.steps <= LAPTOP_TRIAL_STEPS
+
+
+def test_the_study_fits_its_hour():
+    studies = [load_spec(p) for p in SPACES if p.stem.startswith("study_")]
+    assert {s.name for s in studies} == {"study_rank", "study_model_size", "study_complexity"}
+    assert sum(trials_of(s) * s.train.steps for s in studies) <= STUDY_TRIAL_STEPS
 
 
 def test_paper_space_is_the_gpu_setting():

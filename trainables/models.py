@@ -81,8 +81,8 @@ class ZooRecipe:
 SIZES: dict[str, dict] = {
     "xs": dict(hidden=48, layers=2, heads=4, intermediate=128, pretrain_steps=600, pretrain_lr=8e-3),
     "s": dict(hidden=64, layers=4, heads=4, intermediate=192, pretrain_steps=650, pretrain_lr=7e-3),
-    "m": dict(hidden=128, layers=4, heads=4, intermediate=384, pretrain_steps=1200, pretrain_lr=3e-3),
-    "l": dict(hidden=192, layers=7, heads=6, intermediate=576, pretrain_steps=1200, pretrain_lr=2e-3),
+    "m": dict(hidden=128, layers=4, heads=4, intermediate=384, pretrain_steps=800, pretrain_lr=3e-3),
+    "l": dict(hidden=192, layers=7, heads=6, intermediate=576, pretrain_steps=1000, pretrain_lr=2e-3),
 }
 
 ZOO: dict[str, ZooRecipe] = {
