@@ -27,6 +27,17 @@ def trial_config():
 
 
 @pytest.fixture
+def one_thread():
+    """Fine-tunes of tiny models run fastest on one thread, and stay fast on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def ray_shutdown():
     """Tests that start Ray (directly or through the CLI) end with it shut down."""
     yield

@@ -83,17 +83,6 @@ def test_markov_walks_mostly_follow_the_dominant_transition():
     assert 0.7 < followed < 0.8
 
 
-@pytest.fixture
-def one_thread():
-    """Fine-tunes of tiny models run fastest on one thread, and stay fast on a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("task", FAMILIES)
 def test_higher_complexity_gives_lower_accuracy_after_the_same_fine_tune(task, trial_config, one_thread, monkeypatch):
     """The same zoo model, LoRA budget and data sizes; only complexity changes."""

@@ -20,6 +20,7 @@ from trainables.miub import (
     get_estimator,
     miub_tokens,
     register_estimator,
+    top_k_indices,
 )
 
 LN2 = math.log(2.0)
@@ -126,6 +127,15 @@ def test_agrees_with_scipy_jensenshannon():
         got = miub_tokens(torch.from_numpy(h), torch.from_numpy(g), top_k, temperature).double().numpy()
         want = np.array([_ref_miub(h[i], g[i], top_k, temperature) for i in range(50)])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, k", [((3, 5, 128), 32), ((40, 7), 3), ((9, 16), 16), ((4, 8), 20), ((0, 64), 32)])
+def test_cpu_selection_picks_the_same_set_as_torch_topk(shape, k):
+    a = torch.randn(*shape, generator=torch.Generator().manual_seed(5)).abs()  # no ties
+    got = top_k_indices(a, min(k, shape[-1]))
+    want = a.topk(min(k, shape[-1]), dim=-1).indices
+    assert got.shape == want.shape and got.dtype == torch.int64
+    assert torch.equal(got.sort(dim=-1).values, want.sort(dim=-1).values)
 
 
 def test_bfloat16_inputs_are_computed_in_float32():

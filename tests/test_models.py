@@ -26,15 +26,6 @@ LLAMA_TARGETS = ["down_proj", "gate_proj", "k_proj", "lm_head", "o_proj", "q_pro
 
 
 @pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread, and stay fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
 def real_recipes(monkeypatch):
     """Full zoo recipes in the shared $LORASWEEP_CACHE (pretrained once across tests and runs)."""
     monkeypatch.delenv("LORASWEEP_PRETRAIN_STEPS", raising=False)
