@@ -1,7 +1,7 @@
 """``--set a.b=value`` command-line overrides applied to a parsed spec document.
 
-Values are parsed as YAML scalars/flow collections, so ``--set lora.rank={grid: [4, 8]}``
-and ``--set train.lr=3e-4`` mean what they look like.
+Values are parsed as YAML scalars/flow collections (by the spec's own loader), so
+``--set lora.rank={grid: [4, 8]}`` and ``--set train.lr=3e-4`` mean what they look like.
 """
 from __future__ import annotations
 
@@ -11,24 +11,28 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import UsageError
+from orchestrator.spec_yaml import load_yaml
 
 
 def parse_value(text: str) -> Any:
-    """YAML-parse one override value; ``1e-3`` becomes a float (YAML 1.1 would keep a string)."""
+    """YAML-parse one override value (``3e-4`` is a float); text that is not YAML stays text."""
     try:
-        value = yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value.lower() for c in ".e") else value
-        except ValueError:
-            return value
-    return value
 
 
 def apply_overrides(document: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """Return a copy of ``document`` with each ``dotted.key=value`` set; bad syntax -> UsageError."""
+    result, problems = override_document(document, overrides)
+    if problems:
+        raise UsageError(problems)
+    return result
+
+
+def override_document(document: dict, overrides: list[str] | tuple[str, ...]) -> tuple[dict, list[str]]:
+    """A copy of ``document`` with each well-formed override set, and one problem line per
+    malformed one (so that they can be reported together with the spec's own problems)."""
     result = copy.deepcopy(document)
     problems = []
     for item in overrides:
@@ -46,6 +50,4 @@ def apply_overrides(document: dict, overrides: list[str] | tuple[str, ...]) -> d
             node = child
         else:
             node[parts[-1]] = parse_value(raw.strip())
-    if problems:
-        raise UsageError(problems)
-    return result
+    return result, problems

@@ -2,7 +2,9 @@
 
 A searchable field holds a scalar or exactly one of the value forms
 ``{grid: [...]}``, ``{choice: [...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}``,
-``{randint: [lo, hi]}`` (inclusive). Every problem in a file is collected into one
+``{randint: [lo, hi]}`` (inclusive); integer fields take ``randint``, real-valued ones
+``uniform`` and ``loguniform``, and a range's ends must be allowed values of the field.
+Numbers are strict: ``"16"`` (text) is not 16. Every problem in a file is collected into one
 :class:`~orchestrator.errors.UsageError`, one line per problem, naming the field path, the
 bad value and what is allowed. This module never imports Ray or torch.
 """
@@ -14,17 +16,21 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import UsageError
-from orchestrator.overrides import apply_overrides
+from orchestrator.overrides import override_document
+from orchestrator.spec_yaml import load_yaml
 
 T = TypeVar("T")
 
@@ -56,19 +62,26 @@ class _Range(_Strict):
         return self
 
 
+Real = Annotated[float, Field(strict=True, allow_inf_nan=False)]  # an int is a real too; text is not
+Whole = Annotated[int, Field(strict=True)]  # neither text, nor 4.0, nor true
+
+
 class Uniform(_Range):
     _form = "uniform"
-    uniform: tuple[float, float]
+    uniform: tuple[Real, Real]
 
 
 class LogUniform(_Range):
     _form = "loguniform"
-    loguniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+    loguniform: tuple[Annotated[Real, Field(gt=0)], Annotated[Real, Field(gt=0)]]
 
 
 class RandInt(_Range):
     _form = "randint"
-    randint: tuple[int, int]
+    randint: tuple[Whole, Whole]
+
+
+RANGES = {"uniform": Uniform, "loguniform": LogUniform, "randint": RandInt}
 
 
 def _form_of(value: Any) -> str:
@@ -80,29 +93,46 @@ def _form_of(value: Any) -> str:
     return "value"
 
 
-def Searchable(scalar: Any, *, numeric: bool = False) -> Any:
+def Searchable(scalar: Any, *, ranges: tuple[str, ...] = ()) -> Any:
     """A field type: ``scalar`` or one of the value forms over ``scalar``.
 
-    Range forms (uniform, loguniform, randint) are offered only for ``numeric`` fields.
+    ``ranges`` names the range forms the field offers (``randint`` for integers, ``uniform``
+    and ``loguniform`` for reals); both ends of a range must be valid values of ``scalar``.
     """
     options = [
         Annotated[scalar, Tag("value")],
         Annotated[Grid[scalar], Tag("grid")],
         Annotated[Choice[scalar], Tag("choice")],
-    ]
-    if numeric:
-        options += [
-            Annotated[Uniform, Tag("uniform")],
-            Annotated[LogUniform, Tag("loguniform")],
-            Annotated[RandInt, Tag("randint")],
-        ]
-    return Annotated[Union[tuple(options)], Discriminator(_form_of)]
+    ] + [Annotated[RANGES[form], Tag(form)] for form in ranges]
+    return Annotated[Union[tuple(options)], Discriminator(_form_of), AfterValidator(_ends_within(scalar))]
 
 
-PosInt = Annotated[int, Field(ge=1)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+def _ends_within(scalar: Any):
+    adapter = TypeAdapter(scalar)
+
+    def check(value):
+        if isinstance(value, _Range):
+            for end in getattr(value, value._form):
+                try:
+                    adapter.validate_python(end)
+                except ValidationError as exc:
+                    raise PydanticCustomError(
+                        "range_end",
+                        "{form}: end {end} is not an allowed value ({allowed})",
+                        {"form": value._form, "end": end, "allowed": _allowed(exc.errors()[0]["msg"])},
+                    ) from None
+        return value
+
+    return check
+
+
+PosInt = Annotated[Whole, Field(ge=1)]
+NonNegInt = Annotated[Whole, Field(ge=0)]
+PosFloat = Annotated[Real, Field(gt=0)]
+NonNegFloat = Annotated[Real, Field(ge=0)]
 Scaling = Literal["standard", "rslora"]
+INT_RANGES = ("randint",)
+REAL_RANGES = ("uniform", "loguniform")
 
 
 class ModelSpec(_Strict):
@@ -110,16 +140,16 @@ class ModelSpec(_Strict):
 
     name: Searchable(str) = "zoo/llama-xs"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    local_files_only: bool = True
+    local_files_only: Annotated[bool, Field(strict=True)] = True
 
 
 class DataSpec(_Strict):
     """Which task, how much of it and how hard."""
 
     task: Searchable(str) = "synthetic/kv-recall"
-    train_size: Searchable(PosInt, numeric=True) = 2000
+    train_size: Searchable(PosInt, ranges=INT_RANGES) = 2000
     eval_size: PosInt = 256
-    complexity: Searchable(PosInt, numeric=True) = 4
+    complexity: Searchable(PosInt, ranges=INT_RANGES) = 4
     seed: NonNegInt = 0
     prompt_field: str = "prompt"
     answer_field: str = "answer"
@@ -131,31 +161,34 @@ class DataSpec(_Strict):
 class LoraSpec(_Strict):
     """The PEFT LoRA adapter: rank, alpha, scaling rule and targets."""
 
-    rank: Searchable(PosInt, numeric=True) = 8
-    alpha: Searchable(PosFloat, numeric=True) = 16.0
+    rank: Searchable(PosInt, ranges=INT_RANGES) = 8
+    alpha: Searchable(PosFloat, ranges=REAL_RANGES) = 16.0
     scaling: Searchable(Scaling) = "standard"
     target_modules: Annotated[list[str], Field(min_length=1)] = ["q_proj", "v_proj"]
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    dropout: Annotated[Real, Field(ge=0, lt=1)] = 0.0
 
 
 class TrainSpec(_Strict):
     """The fine-tuning loop; ``eval_every`` is in optimizer steps."""
 
     steps: PosInt = 300
-    lr: Searchable(PosFloat, numeric=True) = 1e-3
+    lr: Searchable(PosFloat, ranges=REAL_RANGES) = 1e-3
     batch_size: PosInt = 16
     seq_len: PosInt = 64
     eval_every: PosInt = 50
-    seed: Searchable(NonNegInt, numeric=True) = 0
+    seed: Searchable(NonNegInt, ranges=INT_RANGES) = 0
     warmup_steps: NonNegInt = 0
-    grad_clip: Annotated[float, Field(ge=0)] = 1.0
+    grad_clip: NonNegFloat = 1.0
 
 
 class MiubSpec(_Strict):
     """The MIUB metric (see docs/miub.md)."""
 
-    enabled: bool = True
+    enabled: Annotated[bool, Field(strict=True)] = True
     estimator: str = "jsd_topk"
+    # Modules that register more estimators (docs/miub.md), imported before the spec is
+    # checked and in every trial.
+    imports: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = []
     top_k: PosInt = 32
     temperature: PosFloat = 1.0
 
@@ -180,7 +213,7 @@ class SchedulerSpec(_Strict):
 
     type: Literal["fifo", "asha"] = "fifo"
     grace_period: PosInt = 1
-    reduction_factor: Annotated[float, Field(gt=1)] = 2.0
+    reduction_factor: Annotated[Real, Field(gt=1)] = 2.0
     metric: str = "eval_ce"
     mode: Literal["min", "max"] = "min"
 
@@ -190,7 +223,7 @@ class ResourcesSpec(_Strict):
 
     num_workers: PosInt = 1
     cpus_per_worker: PosFloat = 1.0
-    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    gpus_per_worker: NonNegFloat = 0.0
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_concurrent_trials: PosInt = 2
 
@@ -261,12 +294,32 @@ def _describe(err: dict) -> str:
     path = ".".join(loc) or "<spec>"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        return f"{path}: unknown key (not a field of this section)"
+        fields = _section_fields(loc[:-1])
+        allowed = f"; allowed: {', '.join(fields)}" if fields else ""
+        return f"{path}: unknown key{allowed}"
+    if err["type"] == "missing":
+        return f"{path}: required, missing"
+    if err["type"] == "range_end":
+        return f"{path}.{msg}"
     if err["type"] == "union_tag_invalid":
-        return f"{path}: {err['input']!r} is not a plain value or one of the forms {', '.join(FORMS)}"
+        forms = err.get("ctx", {}).get("expected_tags", ", ".join(FORMS)).replace("'", "")
+        return f"{path}: {err['input']!r} is not a plain value or one of the forms {forms}"
     if not loc:  # cross-field problems already name their fields
         return msg
     return f"{path}: {err['input']!r} is not allowed ({_allowed(msg)})"
+
+
+def _section_fields(loc: list[str]) -> list[str]:
+    """The field names of the spec section at ``loc`` (empty if it is not a section)."""
+    model: Any = SweepSpec
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
 
 
 _PHRASES = [
@@ -289,28 +342,45 @@ def _allowed(msg: str) -> str:
     return msg
 
 
-def parse_spec(document: Any, source: str = "<spec>") -> SweepSpec:
-    """Validate a parsed YAML document; raise UsageError listing every problem."""
+def parse_spec(document: Any, source: str = "<spec>", *, problems: list[str] = ()) -> SweepSpec:
+    """Validate a parsed YAML document, then what its trials will need (tasks, zoo models,
+    files, estimators: :mod:`orchestrator.preflight`); raise UsageError listing every problem.
+    ``problems`` are earlier ones (bad ``--set`` flags) to report with these."""
+    lines = list(problems)
     if not isinstance(document, dict):
-        raise UsageError(f"{source}: a sweep spec must be a mapping, got {type(document).__name__}")
+        raise UsageError(lines + [f"{source}: a sweep spec must be a mapping, got {type(document).__name__}"])
     try:
-        return SweepSpec.model_validate(document)
+        spec = SweepSpec.model_validate(document)
     except ValidationError as exc:
-        lines = []
         for err in exc.errors(include_url=False):
-            lines.extend(_describe(err).splitlines())
-        raise UsageError([f"{source}: {line}" for line in dict.fromkeys(lines)]) from None
+            lines.extend(f"{source}: {line}" for line in _describe(err).splitlines())
+        raise UsageError(list(dict.fromkeys(lines))) from None
+    from orchestrator.preflight import trial_problems  # it imports this module
 
+    lines += [f"{source}: {line}" for line in trial_problems(spec)]
+    if lines:
+        raise UsageError(lines)
+    return spec
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
     """Read a YAML spec, apply ``a.b=value`` overrides, validate."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a spec file (e.g. search_spaces/quickstart.yaml)")
     if not path.is_file():
         raise UsageError(f"{path}: no such spec file")
     try:
-        document = yaml.safe_load(path.read_text())
+        document = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); a spec is a YAML file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
-    document = apply_overrides(document if document is not None else {}, overrides)
-    return parse_spec(document, source=str(path))
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise UsageError(f"{path}: a sweep spec must be a mapping, got {type(document).__name__}")
+    document, problems = override_document(document, overrides)
+    return parse_spec(document, source=str(path), problems=problems)

@@ -34,6 +34,8 @@ def test_two_trial_sweep_writes_parquet_rows(tmp_path, ray_shutdown, capsys):
         for col in ("eval_ce", "eval_ppl", "eval_acc", "train_loss"):
             assert math.isfinite(r[col])
         assert r["eval_ppl"] == pytest.approx(math.exp(r["eval_ce"]))
+        assert 0.0 <= r["miub"] <= math.log(2) and r["miub_estimator"] == "jsd_topk"
+        assert len(r["miub_layers"]) == 4  # q_proj and v_proj of zoo/llama-xs's 2 layers
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "running", "running"]
     out = capsys.readouterr().out
     assert "quickstart: 2 trials, 4 rows" in out

@@ -78,3 +78,93 @@ def test_help_does_not_import_torch():
     code = "import sys; from orchestrator.cli import build_parser; build_parser(); print('torch' in sys.modules, 'ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+# -- YAML as written, files that cannot be specs, every problem at once ----------------------
+
+
+def test_yaml_1_2_floats_and_duplicate_keys(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ntrain: {lr: 1e-3, steps: 10, eval_every: 5}\n")
+    assert load_spec(spec).train.lr == 1e-3
+    spec.write_text("name: s\ntrain: {steps: 10}\ntrain: {steps: 20}\n")
+    assert main(["validate", str(spec)]) == 2
+    assert "duplicate key 'train'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"- a\n- b\n", "a sweep spec must be a mapping, got list"),
+    (b"name: caf\xe9\n", "not UTF-8 text"),
+])
+def test_files_that_are_no_spec_exit_2_even_with_overrides(tmp_path, capsys, content, message):
+    spec = tmp_path / "s.yaml"
+    spec.write_bytes(content)
+    assert main(["validate", str(spec), "--set", "train.steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_unknown_and_missing_keys_say_what_is_allowed():
+    with pytest.raises(UsageError) as info:
+        parse_spec({"lora": {"bogus": 1}})
+    assert info.value.problems == [
+        "<spec>: name: required, missing",
+        "<spec>: lora.bogus: unknown key; allowed: rank, alpha, scaling, target_modules, dropout",
+    ]
+
+
+def test_bad_overrides_are_reported_with_the_spec_problems(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nlora: {rank: 0}\n")
+    assert main(["validate", str(spec), "--set", "train.steps", "--set", "lora.alpha=-1"]) == 2
+    err = capsys.readouterr().err
+    assert "expected dotted.key=value" in err and "lora.rank: 0 is not allowed" in err and "lora.alpha: -1" in err
+
+
+# -- what the trials will need, checked before Ray starts ------------------------------------
+
+
+def test_what_trials_need_is_checked_before_ray(tmp_path):
+    with pytest.raises(UsageError) as info:
+        parse_spec({
+            "name": "x",
+            "model": {"name": {"grid": ["zoo/llama-xs", "zoo/llama-xxl"]}},
+            "data": {"task": {"grid": ["synthetic/kv-recall", "synthetic/kv-recal", f"file:{tmp_path}/none.jsonl"]},
+                     "complexity": {"grid": [4, 100]}},
+            "deepspeed": {"config": str(tmp_path / "ds.json")},
+        })
+    problems = "\n".join(info.value.problems)
+    assert "model.name: unknown zoo model 'zoo/llama-xxl'; available: zoo/llama-xs" in problems
+    assert "data.task: unknown task 'synthetic/kv-recal'" in problems
+    assert f"no such file '{tmp_path}/none.jsonl'" in problems
+    assert "data.complexity: synthetic/kv-recall: complexity 100 not allowed; use an integer in 1..26" in problems
+    assert "deepspeed.config:" in problems and "is not a file" in problems
+    assert len(info.value.problems) == 5
+
+
+def test_estimators_are_looked_up_after_their_modules_are_imported(tmp_path, monkeypatch):
+    from trainables import miub
+
+    with pytest.raises(UsageError, match=r"metrics.miub.estimator: unknown MIUB estimator 'cosine_toy'"):
+        parse_spec({"name": "x", "metrics": {"miub": {"estimator": "cosine_toy"}}})
+    (tmp_path / "toy_estimators.py").write_text(
+        "import torch\n"
+        "from trainables.miub import Estimator, register_estimator\n"
+        "@register_estimator('cosine_toy')\n"
+        "class CosineToy(Estimator):\n"
+        "    def batch_stats(self, h, g, mask):\n"
+        "        c = torch.nn.functional.cosine_similarity(h, g, dim=-1)[mask.bool()]\n"
+        "        return torch.stack([c.sum().double(), torch.tensor(float(c.numel()), dtype=torch.float64)])\n"
+        "    def finalize(self, stats):\n"
+        "        return (stats[0] / stats[1]).item()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        spec = parse_spec({"name": "x", "metrics": {"miub": {"estimator": "cosine_toy", "imports": ["toy_estimators"]}}})
+        assert spec.metrics.miub.imports == ["toy_estimators"]
+    finally:
+        miub._REGISTRY.pop("cosine_toy", None)
+    with pytest.raises(UsageError, match=r"metrics.miub.imports: 'no_such_module_xyz' cannot be imported"):
+        parse_spec({"name": "x", "metrics": {"miub": {"imports": ["no_such_module_xyz"]}}})

@@ -48,19 +48,29 @@ def test_value_form_per_algorithm(path, value, kind, grid_ok, random_ok, optuna_
 
 
 @pytest.mark.parametrize(
-    "value,message",
+    "field,value,message",
     [
-        ({"uniform": [5, 1]}, "lo < hi"),
-        ({"loguniform": [0, 1]}, "must be > 0"),
-        ({"randint": [1.5, 3]}, "must be an integer"),
-        ({"grid": []}, "lora.rank.grid"),
-        ({"grid": [1], "choice": [2]}, "not a plain value or one of the forms"),
+        ("alpha", {"uniform": [5, 1]}, "lo < hi"),
+        ("alpha", {"loguniform": [0, 1]}, "must be > 0"),
+        ("rank", {"randint": [1.5, 3]}, "must be an integer"),
+        ("rank", {"grid": []}, "lora.rank.grid"),
+        ("rank", {"grid": [1], "choice": [2]}, "not a plain value or one of the forms value, grid, choice, randint"),
+        # An integer field offers no real-valued range, and a range's ends obey the field's bounds.
+        ("rank", {"loguniform": [1, 64]}, "lora.rank: {'loguniform': [1, 64]} is not a plain value or one of the forms value, grid, choice, randint"),
+        ("rank", {"randint": [0, 4]}, "lora.rank.randint: end 0 is not an allowed value (must be >= 1)"),
+        ("alpha", {"uniform": [-5, 5]}, "lora.alpha.uniform: end -5.0 is not an allowed value (must be > 0)"),
+        ("alpha", {"randint": [1, 5]}, "one of the forms value, grid, choice, uniform, loguniform"),
+        ("alpha", "16", "lora.alpha: '16' is not allowed (must be a number)"),
+        ("rank", "4", "lora.rank: '4' is not allowed (must be an integer)"),
+        ("rank", True, "lora.rank: True is not allowed (must be an integer)"),
+        ("rank", 4.0, "lora.rank: 4.0 is not allowed (must be an integer)"),
+        ("alpha", float("inf"), "lora.alpha: inf is not allowed (must be a finite number)"),
     ],
 )
-def test_bad_value_forms_are_named(value, message):
+def test_bad_value_forms_are_named(field, value, message):
     with pytest.raises(UsageError) as info:
-        spec_with("lora", "rank", value, search={"algorithm": "random"})
-    assert message in str(info.value) and "lora.rank" in str(info.value)
+        spec_with("lora", field, value, search={"algorithm": "random"})
+    assert message in str(info.value) and f"lora.{field}" in str(info.value)
 
 
 def test_grid_expansion_is_the_product_of_grid_and_choice_axes():

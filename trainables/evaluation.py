@@ -69,7 +69,12 @@ def _batch_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def _collector(model, miub: dict | None):
     if not miub or not miub.get("enabled", True):
         return None
+    import importlib
+
     from trainables.miub import MiubCollector
+
+    for module in miub.get("imports", ()):  # modules that register more estimators
+        importlib.import_module(module)
 
     return MiubCollector(
         model,

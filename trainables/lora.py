@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 
 from trainables import checkpoint
-from trainables.data import encode, make_splits
+from trainables.data import encode, splits_for
 from trainables.deepspeed_config import bf16_supported, build_config
 from trainables.distributed import all_reduce_sum, ensure_process_group, world
 from trainables.evaluation import evaluate
-from trainables.models import load_model
+from trainables.models import load_model, resolve_target_modules
 from trainables.session import Session, TuneSession
 
 
@@ -101,16 +101,15 @@ def setup(config: dict) -> Trial:
             r=lora_cfg["rank"],
             lora_alpha=lora_cfg["alpha"],
             use_rslora=lora_cfg["scaling"] == "rslora",
-            target_modules=list(lora_cfg["target_modules"]),
+            # q_proj/v_proj and friends map onto fused layers (Phi3's qkv_proj) where needed.
+            target_modules=resolve_target_modules(base.model, list(lora_cfg["target_modules"])),
             lora_dropout=lora_cfg["dropout"],
             task_type="CAUSAL_LM",
         ),
     )
     trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    train_examples, eval_examples = make_splits(
-        data_cfg["task"], data_cfg["train_size"], data_cfg["eval_size"], data_cfg["complexity"], data_cfg.get("seed", 0)
-    )
+    train_examples, eval_examples = splits_for(data_cfg)
     seq_len = train_cfg["seq_len"]
     train = encode(train_examples, base.tokenizer, seq_len)
     eval_all = encode(eval_examples, base.tokenizer, seq_len)
