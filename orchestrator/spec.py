@@ -131,8 +131,25 @@ NonNegInt = Annotated[Whole, Field(ge=0)]
 PosFloat = Annotated[Real, Field(gt=0)]
 NonNegFloat = Annotated[Real, Field(ge=0)]
 Scaling = Literal["standard", "rslora"]
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 INT_RANGES = ("randint",)
 REAL_RANGES = ("uniform", "loguniform")
+
+
+def _float32_positive(value: float) -> float:
+    if not value >= FLOAT32_TINY:  # MIUB is computed in float32
+        raise ValueError(f"must be >= {FLOAT32_TINY:.4g}, the smallest normal float32")
+    return value
+
+
+def _local_directory(path: str) -> str:
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        raise ValueError(
+            "must be a directory (local, or a shared filesystem mounted on every node): the store "
+            "renames whole files into place, which object stores cannot do; put Ray's state on "
+            "the object store with results.storage_path"
+        )
+    return path
 
 
 class ModelSpec(_Strict):
@@ -190,7 +207,7 @@ class MiubSpec(_Strict):
     # checked and in every trial.
     imports: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = []
     top_k: PosInt = 32
-    temperature: PosFloat = 1.0
+    temperature: Annotated[Real, AfterValidator(_float32_positive)] = 1.0
 
 
 class MetricsSpec(_Strict):
@@ -242,8 +259,8 @@ class FailuresSpec(_Strict):
 class ResultsSpec(_Strict):
     """Where the Parquet store and Ray's experiment directory live."""
 
-    path: str = "results"
-    storage_path: str | None = None
+    path: Annotated[str, Field(min_length=1), AfterValidator(_local_directory)] = "results"
+    storage_path: str | None = None  # Ray's experiment state; a URI (s3://, gs://) works here
     flush_rows: PosInt = 256
     flush_seconds: PosFloat = 10.0
 
@@ -276,6 +293,12 @@ class SweepSpec(_Strict):
             problems.append(
                 f"train.batch_size: {self.train.batch_size} is not divisible by "
                 f"resources.num_workers ({self.resources.num_workers}); the global batch is split evenly"
+            )
+        if self.data.eval_size % self.resources.num_workers:
+            problems.append(
+                f"data.eval_size: {self.data.eval_size} is not divisible by resources.num_workers "
+                f"({self.resources.num_workers}); every worker evaluates an equal shard (ZeRO-3 needs "
+                "the same number of forward passes on each)"
             )
         from orchestrator.search_rules import search_problems  # it imports this module
 

@@ -61,8 +61,12 @@ def trial_resources(spec: SweepSpec):
     return {"cpu": 0.01}
 
 
-def build_tuner(spec: SweepSpec, trainable=None) -> tune.Tuner:
-    """The Tuner for ``spec``; ``trainable`` replaces the LoRA trainable (benchmarks)."""
+_UNSET = object()
+
+
+def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tuner:
+    """The Tuner for ``spec``; ``trainable`` replaces the LoRA trainable (benchmarks);
+    ``search_alg`` is one already built from ``spec``."""
     if trainable is None:
         from trainables.lora import train_lora as trainable  # imported on the driver only here
 
@@ -75,7 +79,8 @@ def build_tuner(spec: SweepSpec, trainable=None) -> tune.Tuner:
         flush_rows=spec.results.flush_rows,
         flush_seconds=spec.results.flush_seconds,
     )
-    search_alg = build_search_alg(spec, experiment_path(spec))
+    if search_alg is _UNSET:
+        search_alg = build_search_alg(spec, experiment_path(spec))
     return tune.Tuner(
         tune.with_resources(trainable, trial_resources(spec)),
         param_space=param_space(spec),
@@ -101,6 +106,9 @@ def build_tuner(spec: SweepSpec, trainable=None) -> tune.Tuner:
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Embedded Ray by default; ``auto`` or ``ray://host:10001`` joins a cluster."""
+    # Every evaluation checkpoints, so Tune snapshots the experiment often (num_to_keep forces
+    # it) and would warn about that on every snapshot; the snapshots are what keeps rows safe.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -123,14 +131,18 @@ def run(
     spec: SweepSpec, *, address: str | None = None, num_cpus: int | None = None, resume: bool = False
 ) -> tune.ResultGrid:
     """Run the sweep; with ``resume``, continue the experiment of the same name where it stopped
-    (finished trials are not run again, unfinished and errored ones continue from checkpoints)."""
+    (finished trials are not run again, unfinished and errored ones continue from checkpoints).
+    Problems found before Ray starts (no sweep to resume, a persisted Optuna study of other
+    objectives) are raised as UsageError first; the Tuner itself is built once Ray is up, as
+    Ray client mode requires."""
+    path = experiment_path(spec)
+    if resume and not tune.Tuner.can_restore(path):
+        raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
+    search_alg = None if resume else build_search_alg(spec, path)
     connect(address, num_cpus)
     if resume:
         from trainables.lora import train_lora
 
-        path = experiment_path(spec)
-        if not tune.Tuner.can_restore(path):
-            raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
         tuner = tune.Tuner.restore(
             path,
             trainable=tune.with_resources(train_lora, trial_resources(spec)),
@@ -139,5 +151,5 @@ def run(
             param_space=param_space(spec),
         )
     else:
-        tuner = build_tuner(spec)
+        tuner = build_tuner(spec, search_alg=search_alg)
     return tuner.fit()

@@ -75,11 +75,18 @@ def expand_grid(spec: SweepSpec) -> list[dict]:
     return configs
 
 
+# Scheduling settings: how many trials run at once and where is not what a trial trains.
+SCHEDULING_KEYS = ("max_concurrent_trials", "placement_strategy")
+
+
 def config_hash(config: dict) -> str:
-    """Stable 12-hex-digit hash of a trial config without its seed: the seeds of one
-    configuration share it. Key order does not matter (canonical JSON)."""
+    """Stable 12-hex-digit hash of a trial config without its seed and scheduling settings:
+    the seeds of one configuration share it, at any concurrency. Key order does not matter
+    (canonical JSON)."""
     stripped = json.loads(json.dumps(config))
     stripped.get("train", {}).pop("seed", None)
+    for key in SCHEDULING_KEYS:
+        stripped.get("resources", {}).pop(key, None)
     for runtime_key in RUNTIME_KEYS:
         stripped.pop(runtime_key, None)
     canonical = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)

@@ -367,6 +367,7 @@ def test_cli_check_exits_1_when_a_law_fails(tmp_path, capsys):
     (["--y", "miub", "--by", "bogus"], "--by: unknown column 'bogus'"),
     (["--y", "miub", "--x", "lr"], "--x: 'lr' is not an analysis axis"),
     (["--y", "miub", "--experiment", "absent"], "experiments present: exp"),
+    (["--y", "miub", "--report", "/dev/null/report"], "--report: cannot create directory '/dev/null/report'"),
 ])
 def test_cli_bad_input_raises_usage_error(tmp_path, argv, needle):
     root = write_store(tmp_path / "results", {"exp": law_rows({"miub": known})})

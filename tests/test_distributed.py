@@ -5,6 +5,7 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 
 from orchestrator.spec import load_spec, parse_spec
@@ -37,12 +38,14 @@ def _spec(tmp_path, name, *overrides):
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_worker(tmp_path, ray_local):
-    """Same global batch and seed: 2 gloo workers under ZeRO-2 report what 1 worker reports."""
+@pytest.mark.parametrize("stage", [2, 3])
+def test_two_workers_match_one_worker(tmp_path, ray_local, stage):
+    """Same global batch and seed: 2 gloo workers report what 1 worker reports, under ZeRO-2
+    and under ZeRO-3 (where saving the adapter gathers its shards from both workers)."""
     from orchestrator import sweep
     from orchestrator.store import read_results
 
-    common = ["lora.rank=4", "lora.scaling=standard", "train.steps=40", "deepspeed.zero_stage=2",
+    common = ["lora.rank=4", "lora.scaling=standard", "train.steps=40", f"deepspeed.zero_stage={stage}",
               "resources.cpus_per_worker=0.5"]
     finals = {}
     for workers in (1, 2):
@@ -50,6 +53,7 @@ def test_two_workers_match_one_worker(tmp_path, ray_local):
         sweep.run(spec)
         rows = read_results(spec.results.path).to_pylist()
         finals[workers] = {r["step"]: r for r in rows if r["experiment"] == f"w{workers}"}
+        assert {r["status"] for r in rows if r["experiment"] == f"w{workers}"} == {"running", "completed"}
     assert sorted(finals[1]) == sorted(finals[2]) == [20, 40]
     for step in (20, 40):
         one, two = finals[1][step], finals[2][step]
@@ -73,6 +77,7 @@ def test_trials_use_both_nodes_and_survive_losing_one(tmp_path, ray_shutdown):
 
     from orchestrator import sweep
     from orchestrator.store import read_results
+    from orchestrator.store.compact import compact
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1)
@@ -114,6 +119,12 @@ def test_trials_use_both_nodes_and_survive_losing_one(tmp_path, ray_shutdown):
         assert moved_rows[-1]["status"] == "completed"
         assert worker_id not in moved_rows[-1]["node"]  # finished elsewhere
         assert max(r["attempt"] for r in moved_rows) >= 2
+        raw = ds.dataset(spec.results.path, partitioning="hive").to_table().to_pylist()  # no deduplication
+        keys = [(r["trial_id"], r["step"], r["attempt"]) for r in raw]
+        assert len(keys) == len(set(keys)), "an attempt wrote a step twice"
+        compact(spec.results.path)
+        after = ds.dataset(spec.results.path, partitioning="hive").to_table().to_pylist()
+        assert len(after) == len({(r["trial_id"], r["step"]) for r in after}) == 20
         # Resumed from its checkpoint, not from scratch: tokens keep growing step by step.
         tokens = [r["tokens_seen"] for r in moved_rows]
         assert tokens == sorted(tokens) and len(set(tokens)) == len(tokens)

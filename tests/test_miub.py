@@ -13,6 +13,8 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 
 from trainables import miub
+from trainables.data import IGNORE_INDEX
+from trainables.evaluation import evaluate
 from trainables.miub import (
     Estimator,
     MiubCollector,
@@ -285,6 +287,24 @@ def test_no_forward_hooks_remain_after_the_block():
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
 
 
+def _labelled(ids, mask):
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.where(mask.bool(), ids, IGNORE_INDEX)}
+
+
+MODULES = [f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj", "v_proj")]
+
+
+def test_an_evaluation_pass_reports_miub_and_leaves_no_hooks():
+    model = _tiny_peft_llama()
+    ids, mask = _batch()
+    reported = evaluate(model, [_labelled(ids, mask)], miub={"top_k": 32, "temperature": 1.0})
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())
+    assert reported["miub_estimator"] == "jsd_topk" and sorted(reported["miub_layers"]) == MODULES
+    assert 0 < reported["miub"] < LN2
+    assert reported["miub"] == pytest.approx(_evaluate(model, [(ids, mask)]).result()[0], abs=1e-9)
+    assert "miub" not in evaluate(model, [_labelled(ids, mask)], miub={"enabled": False})
+
+
 def test_padding_tokens_do_not_change_the_result():
     model = _tiny_peft_llama()
     ids, mask = _batch()
@@ -359,8 +379,12 @@ def test_a_second_estimator_runs_and_is_named(registry):
 
     model = _tiny_peft_llama()
     ids, mask = _batch()
+    # Through the trainable's evaluation pass: its name and values reach the reported metrics.
+    reported = evaluate(model, [_labelled(ids, mask)], miub={"estimator": "cosine"})
+    assert reported["miub_estimator"] == "cosine" and sorted(reported["miub_layers"]) == MODULES
     collector = _evaluate(model, [(ids, mask)], estimator="cosine")
     assert collector.estimator_name == "cosine"
+    assert reported["miub"] == pytest.approx(collector.result()[0], abs=1e-9)
     value, per_layer = collector.result()
     default_value, _ = _evaluate(model, [(ids, mask)]).result()
     assert 0 < value < 1 and value != pytest.approx(default_value, abs=1e-3)

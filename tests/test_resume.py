@@ -31,13 +31,15 @@ def test_killed_driver_resumes_without_loss_or_duplicates(tmp_path, ray_shutdown
     )
     try:
         deadline = time.monotonic() + 300
+        finished_first: set[str] = set()
         while time.monotonic() < deadline:  # kill once the first trial has finished
             time.sleep(0.5)
             try:
-                if any(r["status"] == "completed" for r in read_results(results).to_pylist()):
-                    break
+                finished_first = {r["trial_id"] for r in read_results(results).to_pylist() if r["status"] == "completed"}
             except Exception:
                 continue
+            if finished_first:
+                break
         assert driver.poll() is None, "the sweep finished before it could be killed"
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
@@ -55,6 +57,16 @@ def test_killed_driver_resumes_without_loss_or_duplicates(tmp_path, ray_shutdown
         assert sorted(steps) == [20, 40, 60, 80, 100]
     finals = [r for r in rows if r["step"] == 100]
     assert all(r["status"] == "completed" for r in finals)
+    # A trial that had finished before the kill is not run again: its rows are its first attempt's.
+    assert finished_first and all(r["attempt"] == 1 for r in rows if r["trial_id"] in finished_first)
+    # In the files themselves (no deduplication), an attempt never writes a step twice, and
+    # after compaction plain pyarrow sees exactly one row per (trial, step).
+    raw = ds.dataset(results, partitioning="hive").to_table().to_pylist()
+    keys = [(r["trial_id"], r["step"], r["attempt"]) for r in raw]
+    assert len(keys) == len(set(keys))
+    assert main(["compact", str(results)]) == 0
+    compacted = ds.dataset(results, partitioning="hive").to_table().to_pylist()
+    assert sorted((r["trial_id"], r["step"]) for r in compacted) == sorted((r["trial_id"], r["step"]) for r in rows)
     # Whole files only: every file in the store opens, and no temporary file is left behind.
     files = list((results / "experiment=killed").iterdir())
     assert not [f for f in files if f.name.startswith(".tmp")]

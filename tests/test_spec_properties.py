@@ -154,6 +154,20 @@ def test_config_hash_ignores_key_order_and_seed_but_not_values():
     changed = {**a, "lora": {**a["lora"], "rank": a["lora"]["rank"] * 2}}
     assert config_hash(changed) != config_hash(a)
     assert len(config_hash(a)) == 12 and config_hash(a) == config_hash(dict(a))
+    rescheduled = {**a, "resources": {**a["resources"], "max_concurrent_trials": 7, "placement_strategy": "SPREAD"}}
+    assert config_hash(rescheduled) == config_hash(a)  # where and how many at once is not what trains
+
+
+def test_results_path_must_be_a_directory_and_eval_shards_equal():
+    with pytest.raises(UsageError) as info:
+        parse_spec({**BASE, "results": {"path": "s3://bucket/results"}, "data": {"eval_size": 63},
+                    "resources": {"num_workers": 2}, "train": {**BASE["train"], "batch_size": 16}})
+    text = str(info.value)
+    assert "results.path: 's3://bucket/results' is not allowed (must be a directory" in text
+    assert "results.storage_path" in text
+    parse_spec({**BASE, "results": {"storage_path": "s3://bucket/ray"}})
+    with pytest.raises(UsageError, match="data.eval_size: 63 is not divisible by resources.num_workers"):
+        parse_spec({**BASE, "data": {"eval_size": 63}, "resources": {"num_workers": 2}, "train": {**BASE["train"], "batch_size": 16}})
 
 
 # -- property: parse_spec accepts or raises UsageError, nothing else ------------------------

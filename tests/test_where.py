@@ -85,6 +85,11 @@ def test_membership_nulls_and_negation(where, expected):
     assert ranks(where) == expected
 
 
+def test_integers_beyond_int64_still_compare():
+    assert ranks("rank < 99999999999999999999") == [1, 4, 8, 32, 64]
+    assert ranks("rank in (4, 9223372036854775808)") == [4]
+
+
 def test_precedence_not_then_and_then_or():
     assert ranks("rank == 1 or rank > 8 and scaling == 'standard'") == [1, 32]
     assert ranks("rank == 1 or (rank > 8 and scaling == 'standard')") == [1, 32]
@@ -142,6 +147,8 @@ def test_conjuncts_split_by_the_columns_they_read():
     ("rank > 1 and", "found end of input"),
     ("and rank > 1", "found keyword 'and'"),
     ("(" * 100 + "rank > 1" + ")" * 100, "nested more than"),
+    ("not " * 3000 + "rank > 1", "nested more than"),
+    ("alpha == 1" + "0" * 400, "is too large a number"),
     ("", "expected a column or a value"),
 ])
 def test_malformed_and_hostile_filters_are_one_clear_line(where, fragment):

@@ -23,9 +23,9 @@ def save(engine, directory: str | Path, state: dict, *, rank: int = 0) -> None:
     directory = Path(directory)
     engine.save_checkpoint(str(directory), tag=TAG, exclude_frozen_parameters=True)
     torch.save(_rng_state(), directory / f"{rank}_{RNG_FILE}")
+    _save_adapter(engine, directory / "adapter", write=rank == 0)  # a collective under ZeRO-3
     if rank == 0:
         (directory / STATE_FILE).write_text(json.dumps(state))
-        _save_adapter(engine, directory / "adapter")
         check_adapter(directory / "adapter", trained=state.get("step", 0) > 0)
 
 
@@ -65,16 +65,18 @@ def load(engine, directory: str | Path, *, rank: int = 0) -> dict:
     return json.loads((directory / STATE_FILE).read_text())
 
 
-def _save_adapter(engine, directory: Path) -> None:
-    """PEFT-format adapter; under ZeRO-3 the sharded LoRA weights are gathered first."""
+def _save_adapter(engine, directory: Path, *, write: bool) -> None:
+    """PEFT-format adapter, written where ``write``. Under ZeRO-3 the sharded LoRA weights
+    are gathered first: an all-gather that every worker must join, writer or not."""
     model = engine.module
     if getattr(engine, "zero_optimization_stage", lambda: 0)() == 3:
         import deepspeed
 
         params = [p for p in model.parameters() if p.requires_grad]
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            model.save_pretrained(str(directory))
-    else:
+            if write:
+                model.save_pretrained(str(directory))
+    elif write:
         model.save_pretrained(str(directory))
 
 

@@ -68,6 +68,8 @@ def handler(args: argparse.Namespace) -> int:
         select.validate(data.schema, [v for v in xs if v in AXES], ys, by)
     except UsageError as exc:
         problems += exc.problems
+    if args.report:
+        problems += _report_dir_problems(args.report)
     if problems:
         raise UsageError(problems)
     table = select.load(data, xs, ys, by, args.experiment)
@@ -84,6 +86,20 @@ def handler(args: argparse.Namespace) -> int:
         print(f"check failed: {len(failed)} law fit(s) with verdict 'fails'")
         return 1
     return 0
+
+
+def _report_dir_problems(path: str) -> list[str]:
+    """Create the report directory up front, so a bad one fails before minutes of fitting."""
+    import os
+    from pathlib import Path
+
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [f"--report: cannot create directory {path!r}: {exc.strerror or exc}"]
+    if not os.access(path, os.W_OK):
+        return [f"--report: directory {path!r} is not writable"]
+    return []
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -216,6 +216,8 @@ class _Parser:
         return clauses
 
     def neg(self, depth: int) -> list[Clause]:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"nested more than {MAX_DEPTH} levels deep")
         if self.keyword("not"):
             self.advance()
             inner = _merge(self.neg(depth + 1))
@@ -336,8 +338,12 @@ class _Parser:
                 raise self.fail(f"column {field.name!r} is numeric ({field.type}); compare it with a number, not {token.text}", token)
             if isinstance(value, int) and pa.types.is_integer(field.type):
                 info = (2 ** (field.type.bit_width - 1))
-                return pa.scalar(value, field.type if -info <= value < info else pa.int64())
-            return pa.scalar(float(value), pa.float64())
+                if -(2**63) <= value < 2**63:
+                    return pa.scalar(value, field.type if -info <= value < info else pa.int64())
+            try:
+                return pa.scalar(float(value), pa.float64())
+            except OverflowError:
+                raise self.fail(f"{token.text} is too large a number (at most about 1.8e308)", token) from None
         if kind == "text":
             if not isinstance(value, str):
                 raise self.fail(f"column {field.name!r} holds text; quote the value, e.g. {field.name} == '{value}'", token)
