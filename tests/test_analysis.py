@@ -242,6 +242,22 @@ def test_a_retried_trial_counts_once_with_its_latest_attempt():
     assert records == analyze(good, y="miub", n_boot=100)
 
 
+def test_a_trial_that_ended_in_error_is_left_out_but_a_retried_one_stays():
+    from orchestrator.analysis.select import reduce_steps
+
+    table = law_rows({"miub": known}, xs=(1, 2), seeds=(0,), steps=(50, 100))
+    trials = table["trial_id"].to_pylist()
+    steps = table["step"].to_pylist()
+    status = ["error" if (t == trials[0] and st == 100) else "completed" for t, st in zip(trials, steps)]
+    failed = table.set_column(table.column_names.index("status"), "status", pa.array(status))
+    kept = reduce_steps(failed)
+    assert kept["trial_id"].to_pylist() == [trials[-1]]  # not trial 1's step-50 row as its "final"
+    # An error row followed by a later step (a retried attempt) does not drop the trial.
+    status = ["error" if (t == trials[0] and st == 50) else "completed" for t, st in zip(trials, steps)]
+    retried = table.set_column(table.column_names.index("status"), "status", pa.array(status))
+    assert sorted(reduce_steps(retried)["trial_id"].to_pylist()) == sorted(set(trials))
+
+
 def test_configurations_without_config_hash_are_derived_from_columns():
     with_hash = analyze(law_rows({"miub": known}), y="miub", n_boot=200)
     without = analyze(law_rows({"miub": known}, with_hash=False), y="miub", n_boot=200)

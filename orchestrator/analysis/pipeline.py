@@ -175,7 +175,7 @@ def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
                          f"with, not a law to check")
     table = select.load(data, xs, ys, by, experiment)
     statuses = select.status_counts(table)
-    points = select.reduce_steps(select.drop_errors(table), step)
+    points = select.reduce_steps(table, step)
     meta = dict(experiment=experiment, x=list(xs), y=list(ys), by=list(by), step=step,
                 forms=list(forms), n_boot=n_boot, seed=seed, rows=table.num_rows,
                 statuses=statuses, trials=points.num_rows,
@@ -184,7 +184,7 @@ def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
     series: dict[tuple[str, str], list[Series]] = {}
     if points.num_rows == 0:
         why = ("no rows selected" + (f" for experiment {experiment!r}" if experiment else "")
-               + " (rows of status 'error' are ignored)")
+               + " (trials that ended in error are left out)")
         return Analysis(_empty(xs, ys, laws, step, why), [], series, meta)
     needed = set(xs) | set(ys) | {"config"} | ({"eval_acc"} & set(points.column_names))
     cols = {c: select.column(points, c) for c in needed}

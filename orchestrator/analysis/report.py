@@ -90,7 +90,7 @@ def _markdown(analysis: Analysis, panels: list[str]) -> str:
            f"groups by: {', '.join(m['by']) or 'none'}",
            f"- Law forms: {', '.join(m['forms'])}; bootstrap: {m['n_boot']} resamples "
            f"(seed {m['seed']})",
-           f"- Rows read: {m['rows']} ({statuses}; rows of status error are ignored); "
+           f"- Rows read: {m['rows']} ({statuses}; trials whose last row is an error are left out); "
            f"trials analysed: {m['trials']}; configurations: {m['configs']}", "",
            "## Verdicts", ""]
     for r in analysis.records:

@@ -100,5 +100,5 @@ def rslora_check(data, metric: str = "eval_ce", step: str = "final",
     """
     by = tuple(by) if not isinstance(by, str) else tuple(b for b in by.split(",") if b)
     table = select.load(data, x=("rank",), y=(metric,), by=by, experiment=experiment)
-    points = select.reduce_steps(select.drop_errors(table), step)
+    points = select.reduce_steps(table, step)
     return check_points(points, metric=metric, by=by, n_boot=n_boot, seed=seed, step=step)

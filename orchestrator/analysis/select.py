@@ -143,8 +143,25 @@ def _latest_attempt(table: pa.Table, trial: np.ndarray, s: np.ndarray):
     return table.take(pa.array(keep)), trial[keep], s[keep]
 
 
+def _without_failed_trials(table: pa.Table, trial: np.ndarray, s: np.ndarray):
+    """Drop every trial whose last row has status ``error``: it never finished, and its
+    earlier rows would pass for a final result. (An error row before a later step belongs
+    to an attempt that was retried, and stays.)"""
+    if "status" not in table.column_names:
+        return table, trial, s
+    order = np.lexsort((s, trial))
+    last = order[np.r_[trial[order][1:] != trial[order][:-1], True]]
+    status = np.asarray(pc.fill_null(table["status"], "").to_pylist(), dtype=object)
+    failed = np.unique(trial[last][status[last] == "error"])
+    if failed.size == 0:
+        return table, trial, s
+    keep = np.flatnonzero(~np.isin(trial, failed))
+    return table.take(pa.array(keep)), trial[keep], s[keep]
+
+
 def reduce_steps(table: pa.Table, step: str = "final") -> pa.Table:
-    """One row per trial (experiment, trial_id): its final step, or its lowest-eval_ce step."""
+    """One row per trial (experiment, trial_id) that did not end in error: its final step,
+    or its lowest-eval_ce step."""
     if step not in STEPS:
         raise UsageError(f"--step: {step!r} is not one of {', '.join(STEPS)}")
     if table.num_rows == 0:
@@ -155,6 +172,9 @@ def reduce_steps(table: pa.Table, step: str = "final") -> pa.Table:
     trial = _combine(ids, table.num_rows)
     s = pc.fill_null(table["step"].cast(pa.float64()), -np.inf).to_numpy()
     table, trial, s = _latest_attempt(table, trial, s)
+    table, trial, s = _without_failed_trials(table, trial, s)
+    if table.num_rows == 0:
+        return table.append_column("config", pa.array([], pa.int64()))
     if step == "best" and "eval_ce" in table.column_names:
         ce = table["eval_ce"].cast(pa.float64()).to_numpy(zero_copy_only=False)
         ce = np.where(np.isfinite(ce), ce, np.inf)
