@@ -141,6 +141,16 @@ def test_truncated_file_is_named_and_skip_bad_reads_the_rest(store, capsys):
     assert len(list(csv.DictReader(io.StringIO(out)))) == 5
 
 
+def test_a_file_whose_column_has_another_type_is_named(store, capsys):
+    schema = file_schema()
+    odd = schema.set(schema.get_field_index("rank"), pa.field("rank", pa.string()))
+    row = {**_row("t9", 10), "rank": "big"}
+    bad = store / "experiment=exp" / "part-odd.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=odd), bad)
+    code, out, err = run(capsys, "query", store)
+    assert code == 2 and out == "" and str(bad) in err and "Traceback" not in err
+
+
 def test_newer_schema_version_is_refused_with_upgrade_message(store, capsys):
     newer = file_schema().with_metadata({b"lorasweep.schema_version": str(SCHEMA_VERSION + 1).encode()})
     pq.write_table(pa.Table.from_pylist([_row("t9", 10)], schema=newer), store / "experiment=exp" / "part-new.parquet")

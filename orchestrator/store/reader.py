@@ -91,7 +91,20 @@ def scan(dataset: ds.Dataset, *, columns: list[str] | None = None, filter: pc.Ex
     try:
         return dataset.to_table(columns=columns, filter=filter)
     except (pa.ArrowException, OSError) as exc:
-        raise UsageError(f"cannot read the result store: {' '.join(str(exc).split())[:400]}") from exc
+        culprit = _failing_file(dataset, columns, filter)
+        where = f"{culprit}: " if culprit else ""
+        raise UsageError(f"cannot read the result store: {where}{' '.join(str(exc).split())[:400]}") from exc
+
+
+def _failing_file(dataset: ds.Dataset, columns, filter) -> str | None:
+    """The first file that fails on its own (a column of another type, say): scanned only
+    once a whole scan has failed, to name the file in the message."""
+    for fragment in dataset.get_fragments():
+        try:
+            fragment.to_table(schema=dataset.schema, columns=columns, filter=filter)
+        except (pa.ArrowException, OSError):
+            return getattr(fragment, "path", None)
+    return None
 
 
 def read_results(path: str | Path, *, columns: list[str] | None = None, filter=None) -> pa.Table:
