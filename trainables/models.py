@@ -77,10 +77,11 @@ class ZooRecipe:
 
 
 # Sizes ~4x apart in non-embedding parameters (55k, 214k, 853k, 3.36M). Bigger models get
-# more steps and a lower peak learning rate, so each size ends at a lower loss than the last.
+# more steps and a lower peak learning rate, so each size ends at a lower held-out loss than
+# the last (2.106, 2.008, 1.903, 1.897 nats; s at lr 7e-3 had ended at 2.248, above xs).
 SIZES: dict[str, dict] = {
     "xs": dict(hidden=48, layers=2, heads=4, intermediate=128, pretrain_steps=600, pretrain_lr=8e-3),
-    "s": dict(hidden=64, layers=4, heads=4, intermediate=192, pretrain_steps=650, pretrain_lr=7e-3),
+    "s": dict(hidden=64, layers=4, heads=4, intermediate=192, pretrain_steps=650, pretrain_lr=5e-3),
     "m": dict(hidden=128, layers=4, heads=4, intermediate=384, pretrain_steps=800, pretrain_lr=3e-3),
     "l": dict(hidden=192, layers=7, heads=6, intermediate=576, pretrain_steps=1000, pretrain_lr=2e-3),
 }
