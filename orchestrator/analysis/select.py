@@ -143,14 +143,18 @@ def _latest_attempt(table: pa.Table, trial: np.ndarray, s: np.ndarray):
     return table.take(pa.array(keep)), trial[keep], s[keep]
 
 
+def _last_per_trial(order: np.ndarray, trial: np.ndarray) -> np.ndarray:
+    """Row indices of each trial's last row in ``order`` (sorted by trial first)."""
+    return order[np.r_[trial[order][1:] != trial[order][:-1], True]]
+
+
 def _without_failed_trials(table: pa.Table, trial: np.ndarray, s: np.ndarray):
     """Drop every trial whose last row has status ``error``: it never finished, and its
     earlier rows would pass for a final result. (An error row before a later step belongs
     to an attempt that was retried, and stays.)"""
     if "status" not in table.column_names:
         return table, trial, s
-    order = np.lexsort((s, trial))
-    last = order[np.r_[trial[order][1:] != trial[order][:-1], True]]
+    last = _last_per_trial(np.lexsort((s, trial)), trial)
     status = np.asarray(pc.fill_null(table["status"], "").to_pylist(), dtype=object)
     failed = np.unique(trial[last][status[last] == "error"])
     if failed.size == 0:
@@ -183,7 +187,7 @@ def reduce_steps(table: pa.Table, step: str = "final") -> pa.Table:
         order = np.lexsort((s, -ce, trial))
     else:
         order = np.lexsort((s, trial))
-    last = order[np.r_[trial[order][1:] != trial[order][:-1], True]]
+    last = _last_per_trial(order, trial)
     reduced = table.take(pa.array(last))
     return reduced.append_column("config", pa.array(config_keys(reduced)))
 
