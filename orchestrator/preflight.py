@@ -64,13 +64,16 @@ def _task_problems(tasks: Iterable[str], complexities: list) -> list[str]:
 
 
 def _model_problems(names: Iterable[str]) -> list[str]:
-    from trainables.models import ZOO
+    from trainables.models import zoo_recipe  # its error names the zoo's models
 
-    return [
-        f"model.name: unknown zoo model {name!r}; available: {', '.join(ZOO)}"
-        for name in names
-        if name.startswith("zoo/") and name not in ZOO
-    ]
+    problems = []
+    for name in names:
+        if name.startswith("zoo/"):
+            try:
+                zoo_recipe(name)
+            except ValueError as exc:
+                problems.append(f"model.name: {exc}")
+    return problems
 
 
 def estimator_problems(estimator: str, imports: Iterable[str] = ()) -> list[str]:
