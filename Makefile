@@ -1,21 +1,25 @@
 # Two commands set everything up: `make demo` and `make test`.
 # TORCH selects the torch wheel installed first: the default takes what pip picks for this
 # machine (CUDA on a GPU box); `make test TORCH=torch==2.13.0` pins a CPU wheel where one is local.
+# Installs use constraints.txt, the exact versions the whole suite last passed on;
+# `make test-latest` tries today's newest releases in a venv of its own instead.
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch
 BIN     = $(VENV)/bin
 PYTEST_ARGS ?=
+CONSTRAINTS ?= constraints.txt
+LATEST  ?= .venv-latest
 
-.PHONY: demo test bench study clean
+.PHONY: demo test test-latest constraints bench study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -c $(CONSTRAINTS) -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -23,6 +27,18 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The newest release of every dependency, without constraints, in $(LATEST).
+test-latest:
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --upgrade pip
+	$(LATEST)/bin/python -c "import torch" 2>/dev/null || $(LATEST)/bin/pip install "$(TORCH)"
+	$(LATEST)/bin/pip install --upgrade --upgrade-strategy eager -e ".[dev]"
+	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+# After a green `make test-latest`: record what passed as the new constraints.
+constraints:
+	$(LATEST)/bin/pip freeze --exclude-editable | sed -E 's/^(torch==[^+]*)\+.*/\1/' > $(CONSTRAINTS)
 
 bench: $(VENV)/.installed
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
@@ -38,4 +54,4 @@ study: $(VENV)/.installed
 	$(BIN)/lorasweep analyze $(STUDY_RESULTS) --experiment study_complexity --x complexity --report reports/study_complexity
 
 clean:
-	rm -rf $(VENV) results reports .pytest_cache
+	rm -rf $(VENV) $(LATEST) results reports .pytest_cache

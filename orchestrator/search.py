@@ -49,6 +49,8 @@ def optuna_searcher(spec: SweepSpec, experiment_dir: str):
     """Ray's OptunaSearch on a journal-file study that outlives the run."""
     from ray.tune.search.optuna import OptunaSearch
 
+    from orchestrator.samplers import make_sampler
+
     metrics, modes = objectives(spec)
     storage = open_storage(study_file(spec, experiment_dir))
     prepare_study(storage, study_name(spec), metrics, modes)
@@ -60,19 +62,6 @@ def optuna_searcher(spec: SweepSpec, experiment_dir: str):
         study_name=study_name(spec),
         storage=storage,
     )
-
-
-def make_sampler(name: str):
-    """CMA-ES handles floats and ints; it leaves categorical choices to Optuna's random
-    sampler. NSGA-II with one metric is a single-objective genetic algorithm."""
-    import optuna
-
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(warn_independent_sampling=False),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(),
-    }
-    return samplers[name]()
 
 
 def open_storage(path: Path):

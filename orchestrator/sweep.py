@@ -112,10 +112,12 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Trials import ray.train before any lorasweep code runs: the V2 flag travels with them.
+    runtime_env = {"env_vars": {"RAY_TRAIN_V2_ENABLED": os.environ["RAY_TRAIN_V2_ENABLED"]}}
     if address:
-        ray.init(address=address)
+        ray.init(address=address, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
 
 
 def experiment_path(spec: SweepSpec) -> str:

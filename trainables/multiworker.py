@@ -10,8 +10,6 @@ from the run's latest checkpoint.
 """
 from __future__ import annotations
 
-import os
-
 
 def _worker_loop(config: dict) -> None:
     from trainables.lora import quiet_ray_storage_logs, run_trial
@@ -48,7 +46,6 @@ def run_with_ray_train(config: dict) -> None:
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     scaling = scaling_config(config)
     trial_id = tune.get_context().get_trial_id()
     trainer = TorchTrainer(
