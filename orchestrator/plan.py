@@ -5,20 +5,11 @@ per configuration and the Optuna study it would add to; both print the scheduler
 """
 from __future__ import annotations
 
-from orchestrator.search_rules import (
-    SEED_PATH,
-    asha_rungs,
-    default_experiment_dir,
-    form_name,
-    objectives,
-    replicate_seeds,
-    search_axes,
-    study_file,
-    study_name,
-)
-from orchestrator.spec import SweepSpec
+from orchestrator.experiment import study_file, study_name
+from orchestrator.search.rules import SEED_PATH, asha_rungs, form_name, objectives, replicate_seeds, search_axes
+from orchestrator.spec.sections import SweepSpec
 from orchestrator.table import format_table
-from orchestrator.trial_config import config_columns, expand_grid, get_path, trial_template
+from orchestrator.spec.trials import config_columns, expand_grid, get_path, trial_template
 
 PLAN_COLUMNS = ["model", "task", "train_size", "complexity", "rank", "alpha", "scaling", "scale_factor", "lr", "seed"]
 # Plan column -> trial config path, for the values a sampled sweep keeps fixed.
@@ -91,16 +82,14 @@ def _fixed(spec: SweepSpec, axis_paths: set[str]) -> str:
 
 def _study_line(spec: SweepSpec) -> str:
     """The study a run would add to, and how many trials it already holds."""
-    path = study_file(spec, default_experiment_dir(spec))
+    path = study_file(spec)
     name = study_name(spec)
     if not path.is_file():
         return f"study: {name!r} in {path} (new)"
-    import optuna
+    from orchestrator.search.study import trial_count
 
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    try:
-        count = len(optuna.load_study(study_name=name, storage=storage).trials)
-    except KeyError:
+    count = trial_count(path, name)
+    if count is None:
         return f"study: {name!r} in {path} (new study in an existing journal)"
     return f"study: {name!r} in {path} (has {count} trials: this run adds to them)"
 

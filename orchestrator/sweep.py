@@ -1,8 +1,9 @@
 """Spec -> ``ray.tune.Tuner``: search space, search algorithm, scheduler, resources, store.
 
-Ray's experiment directory lives under ``<results.path>/_ray/<name>`` by default: pyarrow
-skips ``_``-prefixed folders, so the Parquet store and Ray's state sit side by side and a
-``--resume`` finds its experiment without extra flags.
+The sweep picks the trainable: one process per trial (``trainables.lora``), or a Ray Train
+run per trial when it has several workers (``trainables.multiworker``), which also gets the
+sweep's :class:`~orchestrator.spec.trials.RuntimeSettings` beside its config. Where Ray's
+state lives is :mod:`orchestrator.experiment`'s business.
 """
 from __future__ import annotations
 
@@ -15,17 +16,12 @@ from ray import tune
 
 from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
-from orchestrator.search import build_scheduler, build_search_alg
-from orchestrator.search_rules import default_experiment_dir
-from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
+from orchestrator.experiment import experiment_dir, storage_path
+from orchestrator.search.builders import build_scheduler, build_search_alg
+from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform
+from orchestrator.spec.sections import SweepSpec
+from orchestrator.spec.trials import RuntimeSettings, axes, config_columns, set_path, trial_template
 from orchestrator.store.callback import StoreCallback
-from orchestrator.trial_config import axes, config_columns, set_path, trial_template
-
-
-def storage_path(spec: SweepSpec) -> str:
-    if spec.results.storage_path:
-        return spec.results.storage_path
-    return str((Path(spec.results.path) / "_ray").resolve())
 
 
 def param_space(spec: SweepSpec) -> dict:
@@ -33,7 +29,6 @@ def param_space(spec: SweepSpec) -> dict:
     template = json.loads(json.dumps(trial_template(spec), default=lambda o: None))
     for path, form in axes(trial_template(spec)):
         set_path(template, path, _domain(form, spec.search.algorithm))
-    template.update(experiment=spec.name, storage_path=storage_path(spec), max_failures=spec.failures.max_failures)
     return template
 
 
@@ -61,14 +56,28 @@ def trial_resources(spec: SweepSpec):
     return {"cpu": 0.01}
 
 
+def lora_trainable(spec: SweepSpec):
+    """The trial function for ``spec``, with its resource request (imported on the driver
+    only here)."""
+    if spec.resources.num_workers == 1:
+        from trainables.lora import train_lora as trainable
+    else:
+        from trainables.multiworker import train_multiworker
+
+        runtime = RuntimeSettings(
+            experiment=spec.name, storage_path=storage_path(spec), max_failures=spec.failures.max_failures
+        )
+        trainable = tune.with_parameters(train_multiworker, runtime=runtime)
+    return tune.with_resources(trainable, trial_resources(spec))
+
+
 _UNSET = object()
 
 
 def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tuner:
     """The Tuner for ``spec``; ``trainable`` replaces the LoRA trainable (benchmarks);
     ``search_alg`` is one already built from ``spec``."""
-    if trainable is None:
-        from trainables.lora import train_lora as trainable  # imported on the driver only here
+    trainable = lora_trainable(spec) if trainable is None else tune.with_resources(trainable, trial_resources(spec))
 
     callback = StoreCallback(
         str(Path(spec.results.path).resolve()),
@@ -80,9 +89,9 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tune
         flush_seconds=spec.results.flush_seconds,
     )
     if search_alg is _UNSET:
-        search_alg = build_search_alg(spec, experiment_path(spec))
+        search_alg = build_search_alg(spec)
     return tune.Tuner(
-        tune.with_resources(trainable, trial_resources(spec)),
+        trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
@@ -120,10 +129,6 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
 
 
-def experiment_path(spec: SweepSpec) -> str:
-    return default_experiment_dir(spec)
-
-
 def _trial_dirname(trial) -> str:
     """Short trial folder names: a config with many axes would exceed path limits."""
     return f"trial_{trial.trial_id}"
@@ -137,17 +142,15 @@ def run(
     Problems found before Ray starts (no sweep to resume, a persisted Optuna study of other
     objectives) are raised as UsageError first; the Tuner itself is built once Ray is up, as
     Ray client mode requires."""
-    path = experiment_path(spec)
+    path = experiment_dir(spec)
     if resume and not tune.Tuner.can_restore(path):
         raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
-    search_alg = None if resume else build_search_alg(spec, path)
+    search_alg = None if resume else build_search_alg(spec)
     connect(address, num_cpus)
     if resume:
-        from trainables.lora import train_lora
-
         tuner = tune.Tuner.restore(
             path,
-            trainable=tune.with_resources(train_lora, trial_resources(spec)),
+            trainable=lora_trainable(spec),
             resume_unfinished=True,
             resume_errored=True,
             param_space=param_space(spec),

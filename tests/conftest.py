@@ -9,21 +9,32 @@ import pytest
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_TRIAL = {
-    "model": {"name": "zoo/llama-xs", "dtype": "auto", "local_files_only": True},
-    "data": {"task": "synthetic/kv-recall", "train_size": 512, "eval_size": 64, "complexity": 2, "seed": 0},
-    "lora": {"rank": 8, "alpha": 16.0, "scaling": "standard", "target_modules": ["q_proj", "v_proj"], "dropout": 0.0},
-    "train": {"steps": 60, "lr": 1e-2, "batch_size": 16, "seq_len": 24, "eval_every": 20, "seed": 0},
-    "metrics": {"miub": {"enabled": True, "estimator": "jsd_topk", "top_k": 32, "temperature": 1.0}},
-    "resources": {"num_workers": 1, "cpus_per_worker": 1, "gpus_per_worker": 0},
-    "deepspeed": {"zero_stage": 0, "config": None},
+# A sweep small enough to train in seconds on one CPU core; trial configs come from it.
+TINY_SPEC = {
+    "name": "tiny",
+    "model": {"name": "zoo/llama-xs"},
+    "data": {"task": "synthetic/kv-recall", "train_size": 512, "eval_size": 64, "complexity": 2},
+    "lora": {"rank": 8, "alpha": 16.0},
+    "train": {"steps": 60, "lr": 1e-2, "batch_size": 16, "seq_len": 24, "eval_every": 20},
 }
+
+
+def tiny_trial_config(**sections) -> dict:
+    """The one trial of TINY_SPEC, with ``sections`` (e.g. ``train={"steps": 10}``) merged in."""
+    from orchestrator.spec import parse_spec
+    from orchestrator.spec.trials import expand_grid
+
+    document = copy.deepcopy(TINY_SPEC)
+    for section, fields in sections.items():
+        document.setdefault(section, {}).update(fields)
+    (config,) = expand_grid(parse_spec(document))
+    return config
 
 
 @pytest.fixture
 def trial_config():
-    """A resolved trial config small enough to train in seconds on one CPU core."""
-    return copy.deepcopy(TINY_TRIAL)
+    """A resolved trial config (from TINY_SPEC) small enough to train in seconds on one core."""
+    return tiny_trial_config()
 
 
 @pytest.fixture

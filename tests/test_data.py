@@ -12,6 +12,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import pytest
 
+from orchestrator.spec import DataSpec
 from trainables.data import encode, make_splits, splits_for, task_names
 from trainables.pretrain import corpus_lines
 from trainables.tasks import MARKOV_HORIZON, get_task, markov_successors
@@ -175,8 +176,8 @@ def test_local_file_prompt_answer(tmp_path, suffix):
 
 def test_text_field_becomes_last_word_cloze(tmp_path):
     path = _write(tmp_path / "text.jsonl", ROWS)
-    train, evaluation = splits_for({"task": f"file:{path}", "train_size": 20, "eval_size": 5, "complexity": 4,
-                                    "seed": 3, "text_field": "text", "split": "train", "eval_split": None})
+    data = DataSpec(task=f"file:{path}", train_size=20, eval_size=5, complexity=4, seed=3, text_field="text")
+    train, evaluation = splits_for(data)
     for e in train + evaluation:
         i = int(re.fullmatch(r"the number after (\d+) is ", e.prompt).group(1))
         assert e.answer == str(i + 1)  # trailing "." dropped

@@ -9,6 +9,7 @@ import pyarrow.dataset as ds
 import pytest
 
 from orchestrator.spec import load_spec, parse_spec
+from orchestrator.spec.trials import TrialConfig, expand_grid
 from orchestrator.sweep import trial_resources
 from trainables.multiworker import scaling_config
 
@@ -24,8 +25,10 @@ def test_gpu_requests_reach_ray():
     wrapped = tune.with_resources(lambda config: None, trial_resources(single))
     assert wrapped._resources.bundles == [{"CPU": 4.0, "GPU": 1.0}]
 
-    config = {"resources": {"num_workers": 4, "cpus_per_worker": 8, "gpus_per_worker": 1, "placement_strategy": "SPREAD"}}
-    scaling = scaling_config(config)
+    spread = parse_spec({"name": "g", "data": {"eval_size": 256}, "train": {"batch_size": 16},
+                         "resources": {"num_workers": 4, "cpus_per_worker": 8, "gpus_per_worker": 1,
+                                       "placement_strategy": "SPREAD"}})
+    scaling = scaling_config(TrialConfig.model_validate(expand_grid(spread)[0]))
     assert scaling.use_gpu and scaling.num_workers == 4
     factory = scaling.as_placement_group_factory()
     assert factory.bundles == [{"CPU": 8.0, "GPU": 1.0}] * 4 and factory.strategy == "SPREAD"

@@ -23,7 +23,9 @@ def test_trainable_lowers_eval_ce(trial_config):
         assert r["eval_ppl"] == pytest.approx(math.exp(r["eval_ce"]))
         assert 0.0 <= r["eval_acc"] <= 1.0
         assert r["tokens_seen"] > 0 and math.isfinite(r["train_loss"]) and r["grad_norm"] > 0
-    assert session.reports[0]["scale_factor"] == pytest.approx(16 / 8)
+    # Config columns (rank, scale_factor, ...) are the driver's; the trial reports measurements.
+    assert not {"rank", "scale_factor", "model", "lr"} & set(session.reports[0])
+    assert session.reports[0]["trainable_params"] > 0 and session.reports[0]["precision"] == "fp32"
     for r in session.reports:  # MIUB from the same evaluation pass, one value per adapted module
         assert 0.0 <= r["miub"] <= math.log(2) and r["miub_estimator"] == "jsd_topk"
         assert sorted(r["miub_layers"]) == [f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj", "v_proj")]

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import ray.cloudpickle
 
-from orchestrator.samplers import SAMPLERS, make_sampler
-from orchestrator.search import build_search_alg
+from orchestrator.search.samplers import SAMPLERS, make_sampler
+from orchestrator.search.builders import build_search_alg
 from orchestrator.spec import load_spec
-from orchestrator.sweep import build_tuner, experiment_path
+from orchestrator.experiment import experiment_dir
+from orchestrator.sweep import build_tuner
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 SCHEDULERS = ("fifo", "asha")
@@ -46,9 +47,9 @@ def variants():
 @pytest.mark.parametrize("path,sets", list(variants()))
 def test_tuner_and_searcher_pickle(path, sets, tmp_path):
     spec = load_spec(path, sets + [f"results.path={tmp_path / 'results'}"])
-    search_alg = build_search_alg(spec, experiment_path(spec))
+    search_alg = build_search_alg(spec)
     build_tuner(spec, trainable=trivial, search_alg=search_alg)  # writes tuner.pkl
-    assert (Path(experiment_path(spec)) / "tuner.pkl").is_file()
+    assert (Path(experiment_dir(spec)) / "tuner.pkl").is_file()
     if search_alg is not None:
         restored = pickle.loads(ray.cloudpickle.dumps(search_alg))
         assert type(restored) is type(search_alg)

@@ -15,10 +15,12 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from orchestrator.cli import main
 from orchestrator.errors import UsageError
-from orchestrator.samplers import make_sampler
-from orchestrator.search import build_scheduler, build_search_alg, open_storage, prepare_study
-from orchestrator.search_rules import asha_rungs, replicate_seeds, study_file
-from orchestrator.seeds import PerConfigurationSearch, SeedReplicator, mean_metrics
+from orchestrator.search.samplers import make_sampler
+from orchestrator.search.builders import build_scheduler, build_search_alg
+from orchestrator.search.study import open_storage, prepare_study
+from orchestrator.experiment import experiment_dir, study_file
+from orchestrator.search.rules import asha_rungs, replicate_seeds
+from orchestrator.search.seeds import PerConfigurationSearch, SeedReplicator, mean_metrics
 from orchestrator.spec import load_spec, parse_spec
 from orchestrator.store import read_results
 
@@ -125,7 +127,7 @@ def test_replicator_state_survives_a_restore():
 def test_per_configuration_search_multiplies_the_trial_budget():
     spec = parse_spec({"name": "x", "lora": {"rank": {"choice": [1, 2]}}, "search": {"algorithm": "random", "num_samples": 3},
                        "train": {"steps": 10, "eval_every": 5, "seed": {"grid": [0, 1]}}})
-    alg = build_search_alg(spec, "/nonexistent")
+    alg = build_search_alg(spec)
     assert isinstance(alg, PerConfigurationSearch) and alg.trials_per_sample == 2
     exp = tune.Experiment("x", lambda config: None, config={}, num_samples=3)
     alg.add_configurations([exp])
@@ -138,7 +140,7 @@ def test_per_configuration_search_multiplies_the_trial_budget():
 def test_random_searcher_draws_inside_the_domains():
     spec = parse_spec({"name": "x", "lora": {"rank": {"randint": [1, 4]}, "alpha": {"loguniform": [1, 64]}},
                        "search": {"algorithm": "random"}, "train": {"steps": 10, "eval_every": 5, "seed": {"grid": [0, 1]}}})
-    random_searcher = build_search_alg(spec, "/nonexistent").searcher.searcher.searcher
+    random_searcher = build_search_alg(spec).searcher.searcher.searcher
     random_searcher.set_search_properties(None, None, {"lora": {"rank": tune.randint(1, 5), "alpha": tune.loguniform(1, 64)}})
     draws = [random_searcher.suggest(str(i))["lora"] for i in range(50)]
     assert {d["rank"] for d in draws} <= {1, 2, 3, 4} and len({d["rank"] for d in draws}) > 1
@@ -157,10 +159,10 @@ def test_random_searcher_draws_inside_the_domains():
 )
 def test_which_search_replicates_seeds(search, seed, expected, tmp_path):
     rank = {"grid": [1, 2]} if search["algorithm"] == "grid" else {"choice": [1, 2]}
-    spec = parse_spec({"name": "x", "lora": {"rank": rank}, "search": search,
+    spec = parse_spec({"name": "x", "lora": {"rank": rank}, "search": search, "results": {"path": str(tmp_path)},
                        "train": {"steps": 10, "eval_every": 5, "seed": seed}})
     assert replicate_seeds(spec) == expected
-    alg = build_search_alg(spec, str(tmp_path))
+    alg = build_search_alg(spec)
     if expected is None:
         assert alg is None  # Tune's BasicVariantGenerator
     else:
@@ -176,12 +178,14 @@ def test_samplers(name, cls):
 
 def test_optuna_search_is_multi_objective_on_a_journal(tmp_path):
     spec = parse_spec({"name": "mo", "lora": {"rank": {"choice": [1, 2]}}, "train": {"steps": 10, "eval_every": 5},
-                       "search": {"algorithm": "optuna", "sampler": "nsga2", "metric": ["eval_ce", "miub"], "mode": "min"}})
-    alg = build_search_alg(spec, str(tmp_path / "exp"))
+                       "search": {"algorithm": "optuna", "sampler": "nsga2", "metric": ["eval_ce", "miub"], "mode": "min"},
+                       "results": {"path": str(tmp_path)}})
+    alg = build_search_alg(spec)
     optuna_search = alg.searcher.searcher.searcher
     assert optuna_search.metric == ["eval_ce", "miub"] and optuna_search.mode == ["min", "min"]
     assert optuna_search._study_name == "mo"
-    assert study_file(spec, str(tmp_path / "exp")) == tmp_path / "exp" / "optuna.journal"
+    assert study_file(spec) == tmp_path / "_ray" / "mo" / "optuna.journal"
+    assert study_file(spec).is_file()
 
 
 def test_existing_study_must_match_metrics_and_modes(tmp_path):
@@ -197,7 +201,8 @@ def test_existing_study_must_match_metrics_and_modes(tmp_path):
 
 def test_remote_storage_keeps_the_journal_on_the_driver():
     spec = parse_spec({"name": "r", "results": {"path": "/data/res", "storage_path": "s3://bucket/x"}})
-    assert study_file(spec, "s3://bucket/x/r") == Path("/data/res/_ray/r/optuna.journal")
+    assert experiment_dir(spec) == "s3://bucket/x/r"
+    assert study_file(spec) == Path("/data/res/_ray/r/optuna.journal")
 
 
 def test_asha_counts_steps():

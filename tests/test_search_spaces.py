@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.search_rules import replicate_seeds
+from orchestrator.search.rules import replicate_seeds
 from orchestrator.spec import load_spec
-from orchestrator.trial_config import expand_grid
+from orchestrator.spec.trials import expand_grid
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
 EXPECTED = {"quickstart", "miub_rank", "miub_model_size", "miub_data", "rslora_vs_lora", "optuna_rank_alpha",

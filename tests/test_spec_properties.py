@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import UsageError
-from orchestrator.overrides import apply_overrides
+from orchestrator.spec.overrides import apply_overrides
 from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform, parse_spec
-from orchestrator.trial_config import axes, config_columns, config_hash, expand_grid, scale_factor, trial_template
+from orchestrator.spec.trials import axes, config_columns, config_hash, expand_grid, scale_factor, trial_template
 
 BASE = {"name": "t", "train": {"steps": 10, "eval_every": 5}}
 

@@ -11,6 +11,7 @@ import random
 
 import torch
 
+from orchestrator.spec.sections import DataSpec
 from trainables.datasets_io import Fields, dataset_splits, is_dataset_task
 from trainables.tasks import Example, TaskFamily, get_task, register_task, task_names
 
@@ -53,11 +54,11 @@ def make_splits(
 SOURCE_KEYS = ("prompt_field", "answer_field", "text_field", "split", "eval_split")
 
 
-def splits_for(data: dict) -> tuple[list[Example], list[Example]]:
-    """:func:`make_splits` for a trial config's ``data`` section (the spec's DataSpec fields)."""
+def splits_for(data: DataSpec) -> tuple[list[Example], list[Example]]:
+    """:func:`make_splits` for a trial config's ``data`` section."""
     return make_splits(
-        data["task"], data["train_size"], data["eval_size"], data["complexity"], data.get("seed", 0),
-        **{k: data[k] for k in SOURCE_KEYS if k in data},
+        data.task, data.train_size, data.eval_size, data.complexity, data.seed,
+        **{k: getattr(data, k) for k in SOURCE_KEYS},
     )
 
 

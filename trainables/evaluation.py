@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from orchestrator.spec.sections import MiubSpec
 from trainables.data import IGNORE_INDEX
 from trainables.distributed import all_reduce_sum
 
@@ -18,12 +19,12 @@ def evaluate(
     model: torch.nn.Module,
     batches: list[dict[str, torch.Tensor]],
     *,
-    miub: dict | None = None,
+    miub: MiubSpec | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:
     """Return ``eval_ce`` (nats per answer token), ``eval_ppl``, ``eval_acc`` and MIUB fields.
 
-    ``miub`` is the spec's ``metrics.miub`` section (``None`` or ``enabled: false`` skips it).
+    ``miub`` is the trial's ``metrics.miub`` section (``None`` or ``enabled: false`` skips it).
     """
     was_training = model.training
     model.eval()
@@ -66,19 +67,19 @@ def _batch_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _collector(model, miub: dict | None):
-    if not miub or not miub.get("enabled", True):
+def _collector(model, miub: MiubSpec | None):
+    if miub is None or not miub.enabled:
         return None
     import importlib
 
     from trainables.miub import MiubCollector
 
-    for module in miub.get("imports", ()):  # modules that register more estimators
+    for module in miub.imports:  # modules that register more estimators
         importlib.import_module(module)
 
     return MiubCollector(
         model,
-        estimator=miub.get("estimator", "jsd_topk"),
-        top_k=miub.get("top_k", 32),
-        temperature=miub.get("temperature", 1.0),
+        estimator=miub.estimator,
+        top_k=miub.top_k,
+        temperature=miub.temperature,
     )

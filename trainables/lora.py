@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from orchestrator.spec.trials import TrialConfig, scale_factor
 from trainables import checkpoint
 from trainables.data import encode, splits_for
-from trainables.deepspeed_config import bf16_supported, build_config
+from trainables.deepspeed_config import build_config
 from trainables.distributed import all_reduce_sum, ensure_process_group, world
 from trainables.evaluation import evaluate
 from trainables.models import load_model, resolve_target_modules
@@ -43,7 +44,7 @@ class TrialState:
 
 @dataclass
 class Trial:
-    config: dict
+    config: TrialConfig
     engine: object
     train: dict[str, torch.Tensor]
     eval_batches: list[dict[str, torch.Tensor]]
@@ -53,13 +54,9 @@ class Trial:
 
 
 def train_lora(config: dict) -> None:
-    """Ray Tune entry point; a trial with several workers hands over to Ray Train."""
+    """Ray Tune entry point of a single-process trial (``trainables.multiworker`` runs one
+    with several workers)."""
     quiet_ray_storage_logs()
-    if config["resources"]["num_workers"] > 1:
-        from trainables.multiworker import run_with_ray_train
-
-        run_with_ray_train(config)
-        return
     run_trial(config, TuneSession())
 
 
@@ -71,63 +68,60 @@ def quiet_ray_storage_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_trial(config: dict, session: Session) -> None:
-    trial = setup(config)
+def run_trial(config: dict | TrialConfig, session: Session) -> None:
+    """Validate the trial config (every default comes from the spec's models), then train."""
+    trial = setup(TrialConfig.model_validate(config))
     restored = session.restore_dir()
     if restored is not None:
         trial.state = TrialState(**checkpoint.load(trial.engine, restored, rank=world()[0]))
     fit(trial, session)
 
 
-def setup(config: dict) -> Trial:
+def setup(config: TrialConfig) -> Trial:
     """Model, LoRA adapter, data and the DeepSpeed engine for one trial."""
     import deepspeed
     import peft
 
     ensure_process_group()
     rank, world_size = world()
-    train_cfg, lora_cfg, data_cfg = config["train"], config["lora"], config["data"]
+    train_cfg, lora_cfg, data_cfg = config.train, config.lora, config.data
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
 
-    base = load_model(
-        config["model"]["name"],
-        dtype=config["model"].get("dtype", "auto"),
-        local_files_only=config["model"].get("local_files_only", True),
-    )
-    torch.manual_seed(train_cfg["seed"])  # adapter init and data order follow the trial seed
+    base = load_model(config.model.name, dtype=config.model.dtype, local_files_only=config.model.local_files_only)
+    torch.manual_seed(train_cfg.seed)  # adapter init and data order follow the trial seed
     model = peft.get_peft_model(
         base.model,
         peft.LoraConfig(
-            r=lora_cfg["rank"],
-            lora_alpha=lora_cfg["alpha"],
-            use_rslora=lora_cfg["scaling"] == "rslora",
+            r=lora_cfg.rank,
+            lora_alpha=lora_cfg.alpha,
+            use_rslora=lora_cfg.scaling == "rslora",
             # q_proj/v_proj and friends map onto fused layers (Phi3's qkv_proj) where needed.
-            target_modules=resolve_target_modules(base.model, list(lora_cfg["target_modules"])),
-            lora_dropout=lora_cfg["dropout"],
+            target_modules=resolve_target_modules(base.model, list(lora_cfg.target_modules)),
+            lora_dropout=lora_cfg.dropout,
             task_type="CAUSAL_LM",
         ),
     )
     trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     train_examples, eval_examples = splits_for(data_cfg)
-    seq_len = train_cfg["seq_len"]
+    seq_len = train_cfg.seq_len
     train = encode(train_examples, base.tokenizer, seq_len)
     eval_all = encode(eval_examples, base.tokenizer, seq_len)
     mine = torch.arange(rank, len(eval_examples), world_size)  # this worker's eval shard
-    eval_bs = max(train_cfg["batch_size"], 64)
+    eval_bs = max(train_cfg.batch_size, 64)
     eval_batches = [
         {k: v[mine[i : i + eval_bs]] for k, v in eval_all.items()} for i in range(0, len(mine), eval_bs)
     ]
 
-    micro = train_cfg["batch_size"] // world_size
+    micro = train_cfg.batch_size // world_size
     ds_config = build_config(
         micro_batch_size=micro,
-        lr=train_cfg["lr"],
-        zero_stage=config["deepspeed"]["zero_stage"],
-        grad_clip=train_cfg.get("grad_clip", 1.0),
-        config_path=config["deepspeed"].get("config"),
+        lr=train_cfg.lr,
+        zero_stage=config.deepspeed.zero_stage,
+        grad_clip=train_cfg.grad_clip,
+        config_path=config.deepspeed.config,
     )
-    warmup = train_cfg.get("warmup_steps", 0)
+    warmup = train_cfg.warmup_steps
     engine, optimizer, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=[p for p in model.parameters() if p.requires_grad],
@@ -136,41 +130,29 @@ def setup(config: dict) -> Trial:
             opt, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0
         ),
     )
+    # What the trial measures; every column that follows from the config alone is the
+    # driver's (orchestrator.spec.trials.config_columns).
     row = {
-        "model": base.name,
         "model_params": base.params_total,
         "model_params_non_embedding": base.params_non_embedding,
         "trainable_params": trainable_params,
-        "task": data_cfg["task"],
-        "train_size": data_cfg["train_size"],
-        "eval_size": data_cfg["eval_size"],
-        "complexity": data_cfg["complexity"],
-        "rank": lora_cfg["rank"],
-        "alpha": float(lora_cfg["alpha"]),
-        "scaling": lora_cfg["scaling"],
-        "scale_factor": _scale_factor(model),
-        "target_modules": ",".join(lora_cfg["target_modules"]),
-        "lr": float(train_cfg["lr"]),
-        "seed": train_cfg["seed"],
-        "batch_size": train_cfg["batch_size"],
-        "num_workers": world_size,
-        "zero_stage": config["deepspeed"]["zero_stage"],
         "precision": "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32",
         "node": _node_name(),
     }
+    _check_scale_factor(model, lora_cfg)
     return Trial(config, engine, train, eval_batches, row, device)
 
 
 def fit(trial: Trial, session: Session) -> None:
     """Train to ``train.steps``, evaluating and reporting every ``eval_every`` steps."""
-    cfg = trial.config["train"]
+    cfg = trial.config.train
     engine, state = trial.engine, trial.state
     rank, world_size = world()
     n = trial.train["input_ids"].size(0)
     started = time.perf_counter() - state.elapsed_s
     engine.train()
-    while state.step < cfg["steps"]:
-        batch = global_batch(trial.train, state.step, cfg["batch_size"], n, cfg["seed"])
+    while state.step < cfg.steps:
+        batch = global_batch(trial.train, state.step, cfg.batch_size, n, cfg.seed)
         state.tokens_seen += int(batch["attention_mask"].sum())
         loss, norm = train_step(engine, batch, rank, world_size, trial.device)
         state.step += 1
@@ -180,7 +162,7 @@ def fit(trial: Trial, session: Session) -> None:
             state.grad_norm_sum += norm
             state.grad_norm_count += 1
         diverged = not math.isfinite(loss)
-        if diverged or state.step % cfg["eval_every"] == 0 or state.step == cfg["steps"]:
+        if diverged or state.step % cfg.eval_every == 0 or state.step == cfg.steps:
             state.elapsed_s = time.perf_counter() - started
             _evaluate_and_report(trial, session, diverged=diverged)
             if diverged:
@@ -189,9 +171,7 @@ def fit(trial: Trial, session: Session) -> None:
 
 def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> None:
     state = trial.state
-    metrics = evaluate(
-        trial.engine.module, trial.eval_batches, miub=trial.config.get("metrics", {}).get("miub"), device=trial.device
-    )
+    metrics = evaluate(trial.engine.module, trial.eval_batches, miub=trial.config.metrics.miub, device=trial.device)
     metrics.update(trial.row)
     # Workers' mean losses averaged; equal shards make this the global-batch mean.
     loss_sum, loss_count = all_reduce_sum(torch.tensor([state.loss_sum, float(state.loss_count)], dtype=torch.float64))
@@ -263,9 +243,14 @@ def _node_name() -> str:
     return f"{socket.gethostname()}:{node_id[:8]}" if node_id else socket.gethostname()
 
 
-def _scale_factor(model) -> float:
+def _check_scale_factor(model, lora_cfg) -> None:
+    """PEFT's multiplier must be the one the driver records (alpha/r or alpha/sqrt(r));
+    no LoRA layer at all means the targets matched nothing."""
     for module in model.modules():
         scaling = getattr(module, "scaling", None)
         if isinstance(scaling, dict) and "default" in scaling:
-            return float(scaling["default"])
+            expected = scale_factor(float(lora_cfg.alpha), int(lora_cfg.rank), lora_cfg.scaling)
+            if not math.isclose(float(scaling["default"]), expected, rel_tol=1e-12):
+                raise RuntimeError(f"PEFT scales LoRA by {scaling['default']}, expected {expected}")
+            return
     raise ValueError("no LoRA layer found: check lora.target_modules against the model's module names")

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec_yaml import load_yaml
+from orchestrator.spec.yaml_io import load_yaml
 
 
 def parse_value(text: str) -> Any:

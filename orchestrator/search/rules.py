@@ -8,14 +8,11 @@ objects from the same helpers, so what is validated is what runs.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
-from orchestrator.spec import Grid, LogUniform, RandInt, SweepSpec, Uniform
+from orchestrator.spec.forms import Grid, LogUniform, RandInt, Uniform
 
 # Numbers the trainable reports at every evaluation that a search or a scheduler can rank.
 REPORTED_METRICS = ("eval_ce", "eval_ppl", "eval_acc", "miub", "train_loss")
 SEED_PATH = "train.seed"
-STUDY_FILE = "optuna.journal"
 RANGE_FORMS = (Uniform, LogUniform, RandInt)
 
 
@@ -28,14 +25,14 @@ def form_text(form) -> str:
     return f"{{{form_name(form)}: {list(getattr(form, form_name(form)))}}}"
 
 
-def search_axes(spec: SweepSpec) -> list[tuple[str, object]]:
+def search_axes(spec) -> list[tuple[str, object]]:
     """(dotted path, value form) of every field that is not a plain value."""
-    from orchestrator.trial_config import axes, trial_template  # trial_config imports spec
+    from orchestrator.spec.trials import axes, trial_template
 
     return list(axes(trial_template(spec)))
 
 
-def replicate_seeds(spec: SweepSpec) -> list[int] | None:
+def replicate_seeds(spec) -> list[int] | None:
     """The seeds each sampled configuration runs with, or None when seeds are not replicas.
 
     Under random and Optuna search a ``train.seed`` grid replicates every configuration;
@@ -51,7 +48,7 @@ def replicate_seeds(spec: SweepSpec) -> list[int] | None:
     return None
 
 
-def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
+def objectives(spec) -> tuple[list[str], list[str]]:
     """Search metrics and modes as equal-length lists (one mode applies to every metric)."""
     metrics = spec.search.metric if isinstance(spec.search.metric, list) else [spec.search.metric]
     mode = spec.search.mode
@@ -59,25 +56,8 @@ def objectives(spec: SweepSpec) -> tuple[list[str], list[str]]:
     return list(metrics), modes
 
 
-def study_name(spec: SweepSpec) -> str:
-    return spec.search.study_name or spec.name
 
-
-def study_file(spec: SweepSpec, experiment_dir: str) -> Path:
-    """The Optuna journal: in the experiment directory when it is local; beside the result
-    store on the driver when Ray's storage is remote (a journal file needs a local path)."""
-    if "://" in experiment_dir:
-        return Path(spec.results.path).resolve() / "_ray" / spec.name / STUDY_FILE
-    return Path(experiment_dir) / STUDY_FILE
-
-
-def default_experiment_dir(spec: SweepSpec) -> str:
-    """Where ``orchestrator.sweep`` puts Ray's experiment (same rule, without importing Ray)."""
-    root = spec.results.storage_path or str((Path(spec.results.path) / "_ray").resolve())
-    return f"{root.rstrip('/')}/{spec.name}"
-
-
-def asha_rungs(spec: SweepSpec) -> list[float]:
+def asha_rungs(spec) -> list[float]:
     """Steps at which ASHA compares trials: grace_period * reduction_factor**k below
     train.steps (Ray's single-bracket rule)."""
     s, max_t = spec.scheduler, spec.train.steps
@@ -85,12 +65,12 @@ def asha_rungs(spec: SweepSpec) -> list[float]:
     return [s.grace_period * s.reduction_factor**k for k in range(max(count, 0))]
 
 
-def search_problems(spec: SweepSpec) -> list[str]:
+def search_problems(spec) -> list[str]:
     """Every cross-field problem of ``search`` and ``scheduler``, one line each."""
     return _axis_problems(spec) + _objective_problems(spec) + _scheduler_problems(spec)
 
 
-def _axis_problems(spec: SweepSpec) -> list[str]:
+def _axis_problems(spec) -> list[str]:
     algorithm = spec.search.algorithm
     found = search_axes(spec)
     problems = []
@@ -120,7 +100,7 @@ def _axis_problems(spec: SweepSpec) -> list[str]:
     return problems
 
 
-def _objective_problems(spec: SweepSpec) -> list[str]:
+def _objective_problems(spec) -> list[str]:
     search = spec.search
     problems = []
     metrics = search.metric if isinstance(search.metric, list) else [search.metric]
@@ -143,7 +123,7 @@ def _objective_problems(spec: SweepSpec) -> list[str]:
     return problems
 
 
-def _scheduler_problems(spec: SweepSpec) -> list[str]:
+def _scheduler_problems(spec) -> list[str]:
     s = spec.scheduler
     problems = _metric_name_problems("scheduler.metric", [s.metric], spec, used=s.type == "asha")
     if s.type == "asha" and s.grace_period >= spec.train.steps:
@@ -154,7 +134,7 @@ def _scheduler_problems(spec: SweepSpec) -> list[str]:
     return problems
 
 
-def _metric_name_problems(field: str, metrics: list[str], spec: SweepSpec, *, used: bool) -> list[str]:
+def _metric_name_problems(field: str, metrics: list[str], spec, *, used: bool) -> list[str]:
     problems = []
     for name in metrics:
         if name not in REPORTED_METRICS:

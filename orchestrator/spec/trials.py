@@ -1,7 +1,10 @@
 """From a validated spec to trial configs: search axes, grid expansion, row columns, hashes.
 
-Pure Python (no Ray, no torch), so ``validate`` and ``--dry-run`` stay fast. The trial
-config is the spec's nested dict with every search axis resolved to one value.
+Pure Python (no Ray, no torch), so ``validate`` and ``--dry-run`` stay fast. A trial config
+is the spec's trial sections as a nested dict with every search axis resolved to one value;
+the trainable validates it into a :class:`TrialConfig` at its entry, so every default it
+reads comes from the spec's section models. Where the trial runs (experiment, storage,
+retries) travels beside it as :class:`RuntimeSettings`, never inside it.
 """
 from __future__ import annotations
 
@@ -11,24 +14,32 @@ import json
 import math
 from typing import Any, Iterator
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from orchestrator.spec import Choice, Grid, LogUniform, RandInt, SweepSpec, Uniform
+from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform, _Strict
+from orchestrator.spec.sections import (
+    DataSpec,
+    DeepSpeedSpec,
+    LoraSpec,
+    MetricsSpec,
+    ModelSpec,
+    ResourcesSpec,
+    TrainSpec,
+)
 
-# Keys the driver adds to every trial config that say where it runs, not what it trains.
-RUNTIME_KEYS = ("experiment", "storage_path", "max_failures")
+FORM_TYPES = (Grid, Choice, Uniform, LogUniform, RandInt)
 
 # Spec sections a trial needs; search/scheduler/results stay with the driver.
 TRIAL_SECTIONS = ("model", "data", "lora", "train", "metrics", "resources", "deepspeed")
 
 
-def trial_template(spec: SweepSpec) -> dict:
+def trial_template(spec) -> dict:
     """The spec sections a trial sees, with value-form objects still in place."""
     return {section: _walk(getattr(spec, section)) for section in TRIAL_SECTIONS}
 
 
 def _walk(model) -> Any:
-    if isinstance(model, (Grid, Choice, Uniform, LogUniform, RandInt)):
+    if isinstance(model, FORM_TYPES):
         return model
     if isinstance(model, BaseModel):
         return {name: _walk(getattr(model, name)) for name in type(model).model_fields}
@@ -41,7 +52,7 @@ def axes(template: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
         path = f"{prefix}{key}"
         if isinstance(value, dict):
             yield from axes(value, path + ".")
-        elif isinstance(value, (Grid, Choice, Uniform, LogUniform, RandInt)):
+        elif isinstance(value, FORM_TYPES):
             yield path, value
 
 
@@ -58,7 +69,7 @@ def get_path(config: dict, path: str) -> Any:
     return config
 
 
-def expand_grid(spec: SweepSpec) -> list[dict]:
+def expand_grid(spec) -> list[dict]:
     """Every trial config of a grid sweep (grid and choice axes both enumerated)."""
     template = trial_template(spec)
     found = list(axes(template))
@@ -87,8 +98,6 @@ def config_hash(config: dict) -> str:
     stripped.get("train", {}).pop("seed", None)
     for key in SCHEDULING_KEYS:
         stripped.get("resources", {}).pop(key, None)
-    for runtime_key in RUNTIME_KEYS:
-        stripped.pop(runtime_key, None)
     canonical = json.dumps(stripped, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -119,3 +128,45 @@ def config_columns(config: dict) -> dict:
         "num_workers": config["resources"]["num_workers"],
         "zero_stage": config["deepspeed"]["zero_stage"],
     }
+
+
+class TrialConfig(_Strict):
+    """One trial's resolved configuration: the spec's trial sections with one value per axis.
+
+    Validated at the trainable's entry; a field left out takes the section model's default.
+    """
+
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    lora: LoraSpec = LoraSpec()
+    train: TrainSpec = TrainSpec()
+    metrics: MetricsSpec = MetricsSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    deepspeed: DeepSpeedSpec = DeepSpeedSpec()
+
+    @model_validator(mode="after")
+    def _resolved(self):
+        left = [path for path, _ in axes(_walk_sections(self))]
+        if left:
+            raise ValueError(f"a trial config holds one value per field; still a search form: {', '.join(left)}")
+        return self
+
+
+def _walk_sections(config: TrialConfig) -> dict:
+    return {section: _walk(getattr(config, section)) for section in TRIAL_SECTIONS}
+
+
+class RuntimeSettings(BaseModel):
+    """Where a trial runs and how often it may be retried: the same for every trial of a
+    sweep, and no part of what it trains (so never in the config or its hash)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experiment: str
+    storage_path: str
+    max_failures: int
+
+
+def trial_configs_of(spec) -> list[TrialConfig]:
+    """Every grid trial of ``spec`` as a typed config (tests and benchmarks build them so)."""
+    return [TrialConfig.model_validate(config) for config in expand_grid(spec)]

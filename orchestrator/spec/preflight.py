@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Iterable
 
-from orchestrator.spec import Choice, Grid, RandInt, SweepSpec
+from orchestrator.spec.forms import Choice, Grid, RandInt
 
 
 def values_of(field: Any) -> list:
@@ -26,7 +26,7 @@ def values_of(field: Any) -> list:
     return [field] if not hasattr(field, "model_fields") else []
 
 
-def trial_problems(spec: SweepSpec) -> list[str]:
+def trial_problems(spec) -> list[str]:
     """One line per problem, each naming the field, the value and what is allowed."""
     problems = _task_problems(values_of(spec.data.task), values_of(spec.data.complexity))
     problems += _model_problems(values_of(spec.model.name))

@@ -1,0 +1,1 @@
+"""Search algorithms, schedulers and the rules that tie them to the spec."""

@@ -1,0 +1,221 @@
+"""The sweep spec's sections: one pydantic model per YAML section, every field described.
+
+These models are the one place where a default lives. The driver validates a whole spec
+with :class:`SweepSpec`; a trial validates its resolved configuration with
+:class:`~orchestrator.spec.trials.TrialConfig`, built from the same section models, so code
+inside a trial reads typed fields and never restates a default. ``docs/spec.md`` is
+generated from the field descriptions (``python -m orchestrator.spec.docs``).
+"""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from orchestrator.spec.forms import (
+    FLOAT32_TINY,
+    INT_RANGES,
+    REAL_RANGES,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Real,
+    Scaling,
+    Searchable,
+    _Strict,
+)
+
+
+def _float32_positive(value: float) -> float:
+    if not value >= FLOAT32_TINY:  # MIUB is computed in float32
+        raise ValueError(f"must be >= {FLOAT32_TINY:.4g}, the smallest normal float32")
+    return value
+
+
+def _local_directory(path: str) -> str:
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        raise ValueError(
+            "must be a directory (local, or a shared filesystem mounted on every node): the store "
+            "renames whole files into place, which object stores cannot do; put Ray's state on "
+            "the object store with results.storage_path"
+        )
+    return path
+
+
+Flag = Annotated[bool, Field(strict=True)]
+ModuleName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]
+
+
+class ModelSpec(_Strict):
+    """Which base model: ``zoo/<arch>-<size>``, a Hugging Face id, or a local directory."""
+
+    name: Searchable(str) = Field(
+        "zoo/llama-xs", description="`zoo/<arch>-<size>` (see `lorasweep models list`), a Hugging Face id, or a local directory")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="weights' dtype: auto is bfloat16 on a GPU that supports it, else float32")
+    local_files_only: Flag = Field(
+        True, description="never download: hub ids must already be in the local Hugging Face cache")
+
+
+class DataSpec(_Strict):
+    """Which task, how much of it and how hard."""
+
+    task: Searchable(str) = Field(
+        "synthetic/kv-recall", description="a synthetic task (`synthetic/kv-recall`, ...), `hf:<dataset>` or `file:<path>`")
+    train_size: Searchable(PosInt, ranges=INT_RANGES) = Field(2000, description="training examples")
+    eval_size: PosInt = Field(256, description="evaluation examples (split evenly across workers)")
+    complexity: Searchable(PosInt, ranges=INT_RANGES) = Field(
+        4, description="the synthetic task's difficulty knob (pairs, modulus, states)")
+    seed: NonNegInt = Field(0, description="seed of the generated data (independent of train.seed)")
+    prompt_field: str = Field("prompt", description="prompt column of `hf:`/`file:` data")
+    answer_field: str = Field("answer", description="answer column of `hf:`/`file:` data")
+    text_field: str | None = Field(None, description="a single text column to train on instead of prompt/answer")
+    split: str = Field("train", description="split read for training")
+    eval_split: str | None = Field(None, description="split read for evaluation (default: held out from `split`)")
+
+
+class LoraSpec(_Strict):
+    """The PEFT LoRA adapter: rank, alpha, scaling rule and targets."""
+
+    rank: Searchable(PosInt, ranges=INT_RANGES) = Field(8, description="LoRA rank r")
+    alpha: Searchable(PosFloat, ranges=REAL_RANGES) = Field(16.0, description="LoRA alpha")
+    scaling: Searchable(Scaling) = Field(
+        "standard", description="standard multiplies B A x by alpha/r, rslora by alpha/sqrt(r)")
+    target_modules: Annotated[list[str], Field(min_length=1)] = Field(
+        ["q_proj", "v_proj"], description="module names to adapt (mapped onto fused layers such as Phi3's qkv_proj)")
+    dropout: Annotated[Real, Field(ge=0, lt=1)] = Field(0.0, description="dropout on the LoRA branch's input")
+
+
+class TrainSpec(_Strict):
+    """The fine-tuning loop; ``eval_every`` is in optimizer steps."""
+
+    steps: PosInt = Field(300, description="optimizer steps")
+    lr: Searchable(PosFloat, ranges=REAL_RANGES) = Field(1e-3, description="AdamW learning rate")
+    batch_size: PosInt = Field(16, description="global batch in sequences (split evenly across workers)")
+    seq_len: PosInt = Field(64, description="tokens per sequence (prompt + answer, padded)")
+    eval_every: PosInt = Field(50, description="evaluate (and checkpoint) every this many steps, and at the last")
+    seed: Searchable(NonNegInt, ranges=INT_RANGES) = Field(
+        0, description="adapter init and batch order; a grid under random/optuna search replicates each configuration")
+    warmup_steps: NonNegInt = Field(0, description="linear learning-rate warm-up, in steps")
+    grad_clip: NonNegFloat = Field(1.0, description="gradient-norm clipping (0 turns it off)")
+
+
+class MiubSpec(_Strict):
+    """The MIUB metric (see docs/miub.md)."""
+
+    enabled: Flag = Field(True, description="compute MIUB in every evaluation pass")
+    estimator: str = Field("jsd_topk", description="registered estimator (docs/miub.md)")
+    imports: list[ModuleName] = Field(
+        [], description="modules that register more estimators, imported before the spec is checked and in every trial")
+    top_k: PosInt = Field(32, description="features per token, chosen by |frozen output|")
+    temperature: Annotated[Real, AfterValidator(_float32_positive)] = Field(
+        1.0, description="softmax temperature over the selected features")
+
+
+class MetricsSpec(_Strict):
+    """What every evaluation reports besides CE, PPL and accuracy."""
+
+    miub: MiubSpec = Field(MiubSpec(), description="the MIUB metric")
+
+
+class SearchSpec(_Strict):
+    """How configurations are chosen: every grid point, random draws, or Optuna."""
+
+    algorithm: Literal["grid", "random", "optuna"] = Field("grid", description="grid enumerates, random and optuna sample")
+    num_samples: PosInt = Field(1, description="configurations drawn by random/optuna (each runs once per seed)")
+    sampler: Literal["tpe", "cmaes", "nsga2"] = Field("tpe", description="Optuna sampler")
+    metric: str | list[str] = Field("eval_ce", description="objective(s) Optuna sees: the seeds' mean at the last step")
+    mode: Literal["min", "max"] | list[Literal["min", "max"]] = Field("min", description="one mode, or one per metric")
+    study_name: Annotated[str, Field(min_length=1)] | None = Field(
+        None, description="Optuna study in the experiment directory (default: the sweep name)")
+
+
+class SchedulerSpec(_Strict):
+    """Early stopping: ``fifo`` runs every trial to the end, ``asha`` stops weak ones."""
+
+    type: Literal["fifo", "asha"] = Field("fifo", description="fifo runs every trial to the end, asha stops weak ones")
+    grace_period: PosInt = Field(1, description="ASHA: steps before a trial can be stopped")
+    reduction_factor: Annotated[Real, Field(gt=1)] = Field(2.0, description="ASHA: 1/reduction_factor of trials go on at each rung")
+    metric: str = Field("eval_ce", description="what the scheduler compares")
+    mode: Literal["min", "max"] = Field("min", description="min or max")
+
+
+class ResourcesSpec(_Strict):
+    """What one trial reserves; a trial needs num_workers x gpus_per_worker GPUs."""
+
+    num_workers: PosInt = Field(1, description="data-parallel workers per trial (more than 1: Ray Train)")
+    cpus_per_worker: PosFloat = Field(1.0, description="CPUs each worker reserves")
+    gpus_per_worker: NonNegFloat = Field(0.0, description="GPUs each worker reserves")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how a trial's workers are placed on nodes")
+    max_concurrent_trials: PosInt = Field(2, description="trials running at once")
+
+
+class DeepSpeedSpec(_Strict):
+    """ZeRO stage, or a full DeepSpeed JSON config that lorasweep fills in."""
+
+    zero_stage: Literal[0, 1, 2, 3] = Field(0, description="ZeRO stage")
+    config: str | None = Field(None, description="a DeepSpeed JSON config file; lorasweep sets batch, lr and clipping")
+
+
+class FailuresSpec(_Strict):
+    """What happens when a trial fails."""
+
+    max_failures: NonNegInt = Field(1, description="retries of a failed trial from its last checkpoint")
+
+
+class ResultsSpec(_Strict):
+    """Where the Parquet store and Ray's experiment directory live."""
+
+    path: Annotated[str, Field(min_length=1), AfterValidator(_local_directory)] = Field(
+        "results", description="the Parquet store (hive-partitioned by experiment)")
+    storage_path: str | None = Field(
+        None, description="Ray's experiment state (default: <path>/_ray); a URI (s3://, gs://) works here")
+    flush_rows: PosInt = Field(256, description="rows buffered before a file is written")
+    flush_seconds: PosFloat = Field(10.0, description="seconds before buffered rows are written anyway")
+
+
+class SweepSpec(_Strict):
+    """One sweep: everything a run needs, validated up front."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        description="the experiment's name: its partition in the store and its Ray experiment")
+    model: ModelSpec = Field(ModelSpec(), description="the base model")
+    data: DataSpec = Field(DataSpec(), description="the task and its size")
+    lora: LoraSpec = Field(LoraSpec(), description="the adapter")
+    train: TrainSpec = Field(TrainSpec(), description="the training loop")
+    metrics: MetricsSpec = Field(MetricsSpec(), description="metrics beyond CE, PPL and accuracy")
+    search: SearchSpec = Field(SearchSpec(), description="how configurations are chosen")
+    scheduler: SchedulerSpec = Field(SchedulerSpec(), description="early stopping")
+    resources: ResourcesSpec = Field(ResourcesSpec(), description="what a trial reserves")
+    deepspeed: DeepSpeedSpec = Field(DeepSpeedSpec(), description="the DeepSpeed engine")
+    failures: FailuresSpec = Field(FailuresSpec(), description="retries")
+    results: ResultsSpec = Field(ResultsSpec(), description="where results go")
+
+    @model_validator(mode="after")
+    def _cross_field(self):
+        from orchestrator.search.rules import search_problems
+
+        problems = []
+        if self.train.eval_every > self.train.steps:
+            problems.append(
+                f"train.eval_every: {self.train.eval_every} is more than train.steps "
+                f"({self.train.steps}); allowed: 1..train.steps"
+            )
+        if self.train.batch_size % self.resources.num_workers:
+            problems.append(
+                f"train.batch_size: {self.train.batch_size} is not divisible by "
+                f"resources.num_workers ({self.resources.num_workers}); the global batch is split evenly"
+            )
+        if self.data.eval_size % self.resources.num_workers:
+            problems.append(
+                f"data.eval_size: {self.data.eval_size} is not divisible by resources.num_workers "
+                f"({self.resources.num_workers}); every worker evaluates an equal shard (ZeRO-3 needs "
+                "the same number of forward passes on each)"
+            )
+        problems += search_problems(self)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
