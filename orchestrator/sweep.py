@@ -20,7 +20,8 @@ from orchestrator.experiment import experiment_dir, storage_path
 from orchestrator.search.builders import build_scheduler, build_search_alg
 from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform
 from orchestrator.spec.sections import SweepSpec
-from orchestrator.spec.trials import RuntimeSettings, axes, config_columns, set_path, trial_template
+from orchestrator.spec.trial_config import RuntimeSettings
+from orchestrator.spec.trials import axes, config_columns, set_path, trial_template
 from orchestrator.store.callback import StoreCallback
 
 

@@ -9,7 +9,8 @@ import pyarrow.dataset as ds
 import pytest
 
 from orchestrator.spec import load_spec, parse_spec
-from orchestrator.spec.trials import TrialConfig, expand_grid
+from orchestrator.spec.trial_config import TrialConfig
+from orchestrator.spec.trials import expand_grid
 from orchestrator.sweep import trial_resources
 from trainables.multiworker import scaling_config
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from orchestrator.spec.trials import TrialConfig, scale_factor
+from orchestrator.spec.trial_config import TrialConfig
+from orchestrator.spec.trials import scale_factor
 from trainables import checkpoint
 from trainables.data import encode, splits_for
 from trainables.deepspeed_config import build_config

@@ -11,7 +11,7 @@ from the run's latest checkpoint.
 from __future__ import annotations
 
 
-from orchestrator.spec.trials import RuntimeSettings, TrialConfig
+from orchestrator.spec.trial_config import RuntimeSettings, TrialConfig
 
 
 def _worker_loop(config: dict) -> None:

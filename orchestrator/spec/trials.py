@@ -2,9 +2,7 @@
 
 Pure Python (no Ray, no torch), so ``validate`` and ``--dry-run`` stay fast. A trial config
 is the spec's trial sections as a nested dict with every search axis resolved to one value;
-the trainable validates it into a :class:`TrialConfig` at its entry, so every default it
-reads comes from the spec's section models. Where the trial runs (experiment, storage,
-retries) travels beside it as :class:`RuntimeSettings`, never inside it.
+the trainable validates it into a :class:`~orchestrator.spec.trial_config.TrialConfig`.
 """
 from __future__ import annotations
 
@@ -14,18 +12,9 @@ import json
 import math
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel
 
-from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform, _Strict
-from orchestrator.spec.sections import (
-    DataSpec,
-    DeepSpeedSpec,
-    LoraSpec,
-    MetricsSpec,
-    ModelSpec,
-    ResourcesSpec,
-    TrainSpec,
-)
+from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform
 
 FORM_TYPES = (Grid, Choice, Uniform, LogUniform, RandInt)
 
@@ -129,44 +118,3 @@ def config_columns(config: dict) -> dict:
         "zero_stage": config["deepspeed"]["zero_stage"],
     }
 
-
-class TrialConfig(_Strict):
-    """One trial's resolved configuration: the spec's trial sections with one value per axis.
-
-    Validated at the trainable's entry; a field left out takes the section model's default.
-    """
-
-    model: ModelSpec = ModelSpec()
-    data: DataSpec = DataSpec()
-    lora: LoraSpec = LoraSpec()
-    train: TrainSpec = TrainSpec()
-    metrics: MetricsSpec = MetricsSpec()
-    resources: ResourcesSpec = ResourcesSpec()
-    deepspeed: DeepSpeedSpec = DeepSpeedSpec()
-
-    @model_validator(mode="after")
-    def _resolved(self):
-        left = [path for path, _ in axes(_walk_sections(self))]
-        if left:
-            raise ValueError(f"a trial config holds one value per field; still a search form: {', '.join(left)}")
-        return self
-
-
-def _walk_sections(config: TrialConfig) -> dict:
-    return {section: _walk(getattr(config, section)) for section in TRIAL_SECTIONS}
-
-
-class RuntimeSettings(BaseModel):
-    """Where a trial runs and how often it may be retried: the same for every trial of a
-    sweep, and no part of what it trains (so never in the config or its hash)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    experiment: str
-    storage_path: str
-    max_failures: int
-
-
-def trial_configs_of(spec) -> list[TrialConfig]:
-    """Every grid trial of ``spec`` as a typed config (tests and benchmarks build them so)."""
-    return [TrialConfig.model_validate(config) for config in expand_grid(spec)]
