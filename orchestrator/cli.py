@@ -57,12 +57,8 @@ def _print_summary(spec) -> None:
     print(format_table(final.select(SUMMARY_COLUMNS).to_pylist(), SUMMARY_COLUMNS))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lorasweep", description="LoRA fine-tuning sweeps on Ray Tune with DeepSpeed, MIUB and scaling-law analysis."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_spec_commands(sub) -> None:
+    """``validate`` and ``run``: the commands that read a sweep spec."""
     p = sub.add_parser("validate", help="check a sweep spec without running it")
     _add_spec_args(p)
     p.set_defaults(func=cmd_validate)
@@ -75,23 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the trials or the search without starting Ray")
     p.set_defaults(func=cmd_run)
 
-    for module in _optional_commands():
-        module.add_parser(sub)
-    return parser
+
+# Every subcommand, in --help order: the names an entry adds and the "module:function" that
+# adds them (each module imports only argparse-level code at import time, so --help is fast).
+COMMANDS = (
+    (("validate", "run"), "orchestrator.cli:add_spec_commands"),
+    (("query", "compact"), "orchestrator.store.cli:add_parser"),
+    (("analyze",), "orchestrator.analysis.cli:add_parser"),
+    (("models",), "orchestrator.models_cli:add_parser"),
+)
 
 
-def _optional_commands():
-    """Subcommands defined next to the code they drive (query, compact, analyze, models, study)."""
+def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    found = []
-    for name in ("orchestrator.store.cli", "orchestrator.analysis.cli", "orchestrator.models_cli", "orchestrator.study"):
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if not exc.name or not name.startswith(exc.name):
-                raise
-    return found
+    parser = argparse.ArgumentParser(
+        prog="lorasweep", description="LoRA fine-tuning sweeps on Ray Tune with DeepSpeed, MIUB and scaling-law analysis."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for _, target in COMMANDS:
+        module, function = target.split(":")
+        getattr(importlib.import_module(module), function)(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

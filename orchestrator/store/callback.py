@@ -58,6 +58,7 @@ class StoreCallback(Callback):
         self._pending: dict[str, dict] = {}
         self._attempts: dict[str, int] = {}
         self._stored: dict[str, int] | None = None  # highest stored attempt per trial
+        self._columns: dict[str, dict] = {}  # driver-side columns per trial
 
     @property
     def writer(self) -> ResultWriter:
@@ -70,11 +71,11 @@ class StoreCallback(Callback):
     def __getstate__(self):
         # Pickled into Ray's experiment state; a restored driver learns attempts from the store.
         state = dict(self.__dict__)
-        state.update(_writer=None, _attempts={}, _stored=None)
+        state.update(_writer=None, _attempts={}, _stored=None, _columns={})
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update({"_stored": None, **state})
+        self.__dict__.update({"_stored": None, "_columns": {}, **state})
 
     def get_state(self) -> dict:
         """Tune's experiment snapshot: written rows are flushed, held-back rows travel in it."""
@@ -102,7 +103,9 @@ class StoreCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._release(trial, "running")
         row = self._base_row(trial)
-        row.update({k: result[k] for k in RESULT_COLUMNS if k in result})
+        # What the trial measured; the config's columns are the driver's and stay as they are.
+        driver = self._driver_columns(trial)
+        row.update({k: result[k] for k in RESULT_COLUMNS if k in result and k not in driver})
         row["status"] = "diverged" if result.get("diverged") else "running"
         self._pending[trial.trial_id] = row
 
@@ -136,10 +139,16 @@ class StoreCallback(Callback):
                 row["status"] = status
             self._append(row)
 
+    def _driver_columns(self, trial) -> dict:
+        """The columns known on the driver: environment and the trial config's, computed once."""
+        found = self._columns.get(trial.trial_id)
+        if found is None:
+            found = self._columns[trial.trial_id] = {**self.static, **self.config_columns(trial.config)}
+        return found
+
     def _base_row(self, trial) -> dict:
         row = dict.fromkeys(COLUMNS)  # every column present: the writer's fast path
-        row.update(self.static)
-        row.update(self.config_columns(trial.config))
+        row.update(self._driver_columns(trial))
         row.update(
             trial_id=trial.trial_id,
             attempt=self.attempt(trial.trial_id),
