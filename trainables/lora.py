@@ -18,7 +18,7 @@ import torch
 
 from orchestrator.spec.trial_config import TrialConfig
 from orchestrator.spec.trials import scale_factor
-from trainables import checkpoint
+from trainables import checkpoint, divergence
 from trainables.data import encode, splits_for
 from trainables.deepspeed_config import build_config
 from trainables.distributed import all_reduce_sum, ensure_process_group, world
@@ -38,6 +38,7 @@ class TrialState:
     grad_norm_sum: float = 0.0
     grad_norm_count: int = 0
     elapsed_s: float = 0.0
+    first_loss: float | None = None  # the divergence rule's reference
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -159,18 +160,29 @@ def fit(trial: Trial, session: Session) -> None:
         state.step += 1
         state.loss_sum += loss
         state.loss_count += 1
+        if state.first_loss is None:
+            state.first_loss = loss
         if norm is not None:
             state.grad_norm_sum += norm
             state.grad_norm_count += 1
-        diverged = not math.isfinite(loss)
-        if diverged or state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+        reason = divergence.agree(divergence.loss_problem(loss))
+        evaluating = state.step % cfg.eval_every == 0 or state.step == cfg.steps
+        if reason is None and evaluating:
+            reason = divergence.agree(
+                divergence.adapter_problem(engine.module)
+                or divergence.rising_loss_problem(state.loss_sum / state.loss_count, state.first_loss,
+                                                  cfg.divergence_factor)
+            )
+        if reason is not None or evaluating:
             state.elapsed_s = time.perf_counter() - started
-            _evaluate_and_report(trial, session, diverged=diverged)
-            if diverged:
+            _evaluate_and_report(trial, session, diverged=reason)
+            if reason is not None:
                 return
 
 
-def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> None:
+def _evaluate_and_report(trial: Trial, session: Session, *, diverged: str | None) -> None:
+    """One evaluation, reported with a checkpoint; a diverged trial reports why, with no
+    checkpoint (there is nothing worth resuming)."""
     state = trial.state
     metrics = evaluate(trial.engine.module, trial.eval_batches, miub=trial.config.metrics.miub, device=trial.device)
     metrics.update(trial.row)
@@ -182,10 +194,14 @@ def _evaluate_and_report(trial: Trial, session: Session, *, diverged: bool) -> N
         train_loss=(loss_sum / loss_count.clamp_min(1)).item(),
         grad_norm=state.grad_norm_sum / state.grad_norm_count if state.grad_norm_count else float("nan"),
         wall_time_s=state.elapsed_s,
-        diverged=diverged,
+        diverged=diverged is not None,
+        stop_reason=None if diverged is None else f"diverged at step {state.step}: {diverged}",
     )
     state.loss_sum, state.loss_count, state.grad_norm_sum, state.grad_norm_count = 0.0, 0, 0.0, 0
     rank = world()[0]
+    if diverged is not None:
+        session.report(metrics, None)
+        return
     with tempfile.TemporaryDirectory(prefix="lorasweep-ckpt-") as directory:
         checkpoint.save(trial.engine, directory, state.to_dict(), rank=rank)
         session.report(metrics, directory)

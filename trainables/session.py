@@ -13,8 +13,8 @@ class Session(Protocol):
     def restore_dir(self) -> str | None:
         """A local directory holding the checkpoint to resume from, or None."""
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
-        """Report one evaluation with the checkpoint written to ``checkpoint_dir``."""
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
+        """Report one evaluation with the checkpoint written to ``checkpoint_dir`` (None: no checkpoint)."""
 
 
 class TuneSession:
@@ -31,10 +31,11 @@ class TuneSession:
             return None
         return self._stack.enter_context(found.as_directory())
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         from ray import tune
 
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+        found = None if checkpoint_dir is None else tune.Checkpoint.from_directory(checkpoint_dir)
+        tune.report(metrics, checkpoint=found)
 
 
 class TrainSession:
@@ -51,10 +52,11 @@ class TrainSession:
             return None
         return self._stack.enter_context(found.as_directory())
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import ray.train
 
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(checkpoint_dir))
+        found = None if checkpoint_dir is None else ray.train.Checkpoint.from_directory(checkpoint_dir)
+        ray.train.report(metrics, checkpoint=found)
 
 
 class LocalSession:
@@ -69,10 +71,12 @@ class LocalSession:
     def restore_dir(self) -> str | None:
         return self.restore_from
 
-    def report(self, metrics: dict, checkpoint_dir: str) -> None:
+    def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         import shutil
 
         self.reports.append(dict(metrics))
+        if checkpoint_dir is None:
+            return
         target = f"{self._root}/step-{metrics['step']}"
         shutil.copytree(checkpoint_dir, target)
         self.last_checkpoint = target

@@ -100,6 +100,9 @@ class TrainSpec(_Strict):
         0, description="adapter init and batch order; a grid under random/optuna search replicates each configuration")
     warmup_steps: NonNegInt = Field(0, description="linear learning-rate warm-up, in steps")
     grad_clip: NonNegFloat = Field(1.0, description="gradient-norm clipping (0 turns it off)")
+    divergence_factor: NonNegFloat = Field(
+        4.0, description="a trial diverges when its mean train loss since the last evaluation exceeds this many times "
+        "its first step's loss (0 turns the rule off; a non-finite loss or adapter weight always counts)")
 
 
 class MiubSpec(_Strict):

@@ -20,8 +20,9 @@ STATUSES = ("running", "completed", "stopped", "error", "diverged")
 _COLUMNS: list[tuple[pa.Field, str, str]] = [
     (pa.field("trial_id", pa.string()), "", "Ray Tune trial id; stable across retries and driver restarts"),
     (pa.field("attempt", pa.int32()), "", "1 for a trial's first run, +1 per retry or resumed run; the latest attempt's row wins"),
-    (pa.field("status", pa.string()), "", "running (more rows follow), completed, stopped (ended early, e.g. by ASHA), error, diverged (non-finite loss)"),
+    (pa.field("status", pa.string()), "", "running (more rows follow), completed, stopped (ended early, e.g. by ASHA), error, diverged (non-finite loss or adapter weight, or a loss rising above train.divergence_factor; see stop_reason)"),
     (pa.field("error", pa.string()), "", "last line of a failed trial's traceback; null unless status is error"),
+    (pa.field("stop_reason", pa.string()), "", "why a trial ended before its last step (e.g. 'diverged at step 40: non-finite train loss'); null otherwise"),
     (pa.field("config_hash", pa.string()), "", "12 hex digits of the trial config without its seed: the seeds of one configuration share it"),
     (pa.field("model", pa.string()), "", "base model: zoo/<arch>-<size>, a Hugging Face id or a local path"),
     (pa.field("model_params", pa.int64()), "parameters", "base model parameter count, embeddings included"),
