@@ -85,7 +85,7 @@ def _optional_commands():
     import importlib
 
     found = []
-    for name in ("orchestrator.store.cli", "orchestrator.analysis.cli", "orchestrator.models_cli", "orchestrator.study"):
+    for name in ("orchestrator.store.cli", "orchestrator.analysis.cli", "orchestrator.analysis.recommend_cli", "orchestrator.models_cli", "orchestrator.study"):
         try:
             found.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:
