@@ -7,8 +7,9 @@
 2. law search: the same space as choices; the full grid (80 configurations) sets a target
    interval width (mean over exponents of the 95% bootstrap width); the LawSearcher, and
    random search as a second baseline, run configuration by configuration against the
-   known law (each result the mean of 3 seeds) until their width reaches the grid's; the
-   figure is the share of the grid's trials each needed. One estimator scores all three.
+   known law (each result the mean of 3 seeds) until their width reaches the grid's (at
+   two checks in a row, from 16 configurations on); the figure is the share of the grid's
+   trials each needed. One estimator scores all three.
 3. recommend: a known law over model size, tokens and rank; the recommendation's true loss
    against the true optimum over the same candidate box within the budget.
 
@@ -46,6 +47,9 @@ LAWS = {
 }
 EXPONENTS = ("alpha", "beta", "gamma")
 SEEDS = 3
+# A bootstrap over fewer configurations than this (~3x the law's 5 parameters) gives
+# widths too erratic to compare: random search "reached" the grid's width with 8 of them.
+MIN_CHECKED = 16
 
 
 def noisy_rows(fn, rng: np.random.Generator, sd_share=0.05) -> pa.Table:
@@ -123,7 +127,7 @@ def search_run(kind: str, fn, sd: float, rng, n_max: int, target: float, n_boot:
                             metric="eval_ce", seed=int(rng.integers(1 << 30)))
                 if kind == "law" else RandomSearcher())
     searcher.set_search_properties("eval_ce", "min", space)
-    X, y = [], []
+    X, y, below = [], [], 0
     for i in range(n_max):
         cfg = searcher.suggest(f"t{i}")
         x = [cfg["model"]["params"], cfg["data"]["train_size"], cfg["lora"]["rank"]]
@@ -131,9 +135,11 @@ def search_run(kind: str, fn, sd: float, rng, n_max: int, target: float, n_boot:
         searcher.on_trial_complete(f"t{i}", {"eval_ce": value})
         X.append(x)
         y.append(value)
-        if (i + 1) % every == 0 and i + 1 >= 8 and width_of(np.array(X), np.array(y),
-                                                            n_boot) <= target:
-            return i + 1
+        if (i + 1) % every or i + 1 < MIN_CHECKED:
+            continue
+        below = below + 1 if width_of(np.array(X), np.array(y), n_boot) <= target else 0
+        if below == 2:   # two checks in a row: one lucky bootstrap does not count
+            return i + 1 - every
     return None
 
 
@@ -206,8 +212,9 @@ def recommend_bench(draws: int, n_boot: int) -> None:
             best = true_optimum(budget, 64e6 * stretch, 64e6 * stretch)
             gaps.append(got / best - 1)
         print(f"budget {budget:.0e} FLOPs: true loss of the recommendation vs true optimum: "
-              f"median +{np.median(gaps):.2%}, worst +{max(gaps):.2%} -> goal (within 2%): "
-              f"{'met' if max(gaps) <= 0.02 else 'NOT met'}")
+              f"median +{np.median(gaps):.2%}, worst +{max(gaps):.2%}, within 2% in "
+              f"{np.mean(np.array(gaps) <= 0.02):.0%} of draws -> goal (within 2%, every "
+              f"draw): {'met' if max(gaps) <= 0.02 else 'NOT met'}")
 
 
 def main() -> int:

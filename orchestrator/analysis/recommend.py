@@ -12,7 +12,10 @@ larger, and ranks as powers of two within the observed range. A candidate's cost
 model size and log rank, and the tokens are the candidate's ``tokens_seen`` or, with
 ``train_size`` as the data axis, regressed from the rows on the axes. The interval of the
 recommendation comes from the law's bootstrap draws: the predicted loss at the chosen
-configuration under each draw, and each draw's own optimum. A budget more than
+configuration under each draw, and each draw's own optimum. The configuration chosen is the
+one with the lowest median predicted loss over the bootstrap laws (the point law when there
+are fewer than 10 draws), which is steadier than the point law's own optimum when the budget
+lies beyond the observed trials. A budget more than
 ``MAX_EXTRAPOLATION`` times beyond the observed FLOPs (either side) is refused.
 """
 from __future__ import annotations
@@ -131,9 +134,11 @@ def choose(result, X: np.ndarray, cost: np.ndarray, budget_ok: np.ndarray) -> Ch
     law, axes = result.law, result.axes
     Xa, ca = X[budget_ok], cost[budget_ok]
     pred = predict(law, result.params(), Xa)
-    i = int(np.argmin(pred))
     boot = result.boot_params()
     boot_pred = predict(law, boot, Xa)                              # (B, M)
+    # the median over the bootstrap laws, not the point law alone: a choice that is good
+    # under most plausible laws, which matters most where the budget extrapolates
+    i = int(np.argmin(np.median(boot_pred, axis=0) if len(boot_pred) >= 10 else pred))
     at_choice = boot_pred[:, i]
     own = np.argmin(boot_pred, axis=1)
     config_ci = {a: _q(Xa[own, j]) for j, a in enumerate(axes)}
