@@ -5,8 +5,10 @@ trials = 100,000 rows) as a hive-partitioned Parquet store, then times, in the s
 
 - baseline: open the store, read the needed columns, drop error rows, reduce to one row
   per trial (the floor any analysis pays);
-- full: 4 metrics x 4 axes x 2 law forms with 1000 bootstrap resamples each, the checks,
-  the rsLoRA check, report.md, fits.json and 16 PNG plots.
+- full: 4 metrics x 4 axes x 2 law forms with 1000 bootstrap resamples each, the joint
+  additive and multiplicative laws over (model_params, train_size, rank) for every metric
+  (1000 resamples each, plus the leave-largest-out refit), the checks, the rsLoRA check,
+  report.md, fits.json and 16 PNG plots.
 
 Usage: .venv/bin/python bench/analysis.py [--bootstrap N] [--keep DIR]
 """
@@ -24,13 +26,14 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.analysis import AXES, METRICS, run  # noqa: E402
+from orchestrator.analysis import METRICS, run  # noqa: E402
 from orchestrator.analysis import select  # noqa: E402
 from orchestrator.analysis.report import write  # noqa: E402
 from orchestrator.analysis.synthetic import demo_rows  # noqa: E402
 
 N_ROWS = 100_000
-BENCH_AXES = tuple(a for a in AXES if a != "trainable_params")  # rank, model, data, complexity
+BENCH_AXES = ("rank", "model_params", "train_size", "complexity")
+JOINT_AXES = ("model_params", "train_size", "rank")
 GOAL_S = 10.0
 
 
@@ -75,23 +78,31 @@ def main() -> int:
         t0 = time.perf_counter()
         data = pads.dataset(root, format="parquet", partitioning="hive")
         analysis = run(data, x=BENCH_AXES, y=METRICS, experiment="demo",
-                       n_boot=args.bootstrap)
+                       n_boot=args.bootstrap, joint=JOINT_AXES)
         t1 = time.perf_counter()
         write(analysis, report_dir)
         t2 = time.perf_counter()
         cpu = time.process_time() - c0
+        t3 = time.perf_counter()
+        run(pads.dataset(root, format="parquet", partitioning="hive"), x=BENCH_AXES,
+            y=METRICS, experiment="demo", n_boot=args.bootstrap, joint=())
+        no_joint = time.perf_counter() - t3
     full = t2 - t0
     verdicts = {}
     for r in analysis.records:
         verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
     print(f"rows: {table.num_rows:,} ({trials:,} trials; {N_ROWS - 66 * trials:,} error rows)")
+    n_joint = sum(r["kind"] == "joint" for r in analysis.records)
     print(f"analysis: {len(METRICS)} metrics x {len(BENCH_AXES)} axes x "
-          f"{len(analysis.meta['forms'])} forms = {len(analysis.records)} fits, "
-          f"{args.bootstrap} bootstrap resamples each, + rsLoRA check")
+          f"{len(analysis.meta['forms'])} forms = {len(analysis.records) - n_joint} fits + "
+          f"{n_joint} joint fits over {', '.join(JOINT_AXES)}, {args.bootstrap} bootstrap "
+          f"resamples each, + rsLoRA check")
     print(f"verdicts: {verdicts}")
     print(f"read + reduce (baseline, best of 3): {baseline:8.3f} s")
     print(f"full analysis wall time:             {full:8.3f} s "
           f"(fits and checks {t1 - t0:.3f} s, report and plots {t2 - t1:.3f} s)")
+    print(f"fits and checks without the joint fits: {no_joint:6.3f} s (joint fits ~"
+          f"{max(t1 - t0 - no_joint, 0):.3f} s of the full run)")
     print(f"full analysis CPU time (all threads): {cpu:8.3f} s "
           f"(wall well above CPU means other work shares the cores)")
     print(f"ratio full / baseline:               {full / baseline:8.1f} x")

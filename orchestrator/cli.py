@@ -78,6 +78,7 @@ COMMANDS = (
     (("validate", "run"), "orchestrator.cli:add_spec_commands"),
     (("query", "compact"), "orchestrator.store.cli:add_parser"),
     (("analyze",), "orchestrator.analysis.cli:add_parser"),
+    (("recommend",), "orchestrator.analysis.recommend_cli:add_parser"),
     (("models",), "orchestrator.models_cli:add_parser"),
 )
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .names import AXES, DEFAULT_FORMS, METRICS, STEPS
+from .names import AXES, DEFAULT_FORMS, JOINT_FORMS, METRICS, STEPS
 
 _LAZY = {"run": "pipeline", "Analysis": "pipeline", "RECORD_KEYS": "pipeline",
          "rslora_check": "rslora", "LAWS": "laws", "Law": "laws", "register_law": "laws"}
 
 __all__ = ["analyze", "rslora_check", "run", "Analysis", "RECORD_KEYS", "LAWS", "Law",
-           "register_law", "AXES", "METRICS", "STEPS", "DEFAULT_FORMS"]
+           "register_law", "AXES", "METRICS", "STEPS", "DEFAULT_FORMS", "JOINT_FORMS"]
 
 
 def __getattr__(name: str):
@@ -30,7 +30,8 @@ def __getattr__(name: str):
 
 def analyze(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
             report_dir=None, n_boot=1000, seed=0, forms=DEFAULT_FORMS,
-            expect=None) -> list[dict]:
+            expect=None, joint=None, joint_forms=JOINT_FORMS,
+            include_stopped=False) -> list[dict]:
     """Fit and check scaling laws; returns the fits.json records (one per x, group, metric, form).
 
     data: a ``pyarrow.Table`` or ``pyarrow.dataset.Dataset`` of result rows.
@@ -39,13 +40,17 @@ def analyze(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
     experiment: keep only this experiment. forms: law forms from the registry.
     expect: {metric: "falls" | "rises"} overriding the expected trend of a metric.
     n_boot, seed: bootstrap resamples and the generator seed.
+    joint: axes of the joint fits (2 or 3); by default ``x`` itself when it names 2 or 3
+    axes. joint_forms: ``additive`` and/or ``multiplicative`` (``("none",)`` skips them).
+    include_stopped: keep early-stopped trials in ``final`` fits (left out by default).
     Unknown columns raise ``orchestrator.errors.UsageError`` naming them; data too thin for
     a law gives records with verdict ``insufficient`` and a message saying why.
     """
     from .pipeline import run
 
     analysis = run(data, x=x, y=y, by=by, step=step, experiment=experiment, forms=forms,
-                   n_boot=n_boot, seed=seed, expect=expect)
+                   n_boot=n_boot, seed=seed, expect=expect, joint=joint,
+                   joint_forms=joint_forms, include_stopped=include_stopped)
     if report_dir is not None:
         from .report import write
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from orchestrator.errors import UsageError
 
-from .names import AXES, DEFAULT_FORMS, METRICS, STEPS
+from .names import AXES, DEFAULT_FORMS, JOINT_FORMS, METRICS, STEPS
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -76,7 +76,8 @@ def handler(args: argparse.Namespace) -> int:
     if select.drop_errors(table).num_rows == 0:
         raise _no_rows(data, args.results, args.experiment, table.num_rows)
     analysis = run(table, x=xs, y=ys, by=by, step=args.step, experiment=args.experiment,
-                   forms=_split(args.law), n_boot=args.bootstrap, seed=args.seed)
+                   forms=_split(args.law), n_boot=args.bootstrap, seed=args.seed,
+                   joint_forms=_split(args.joint_law), include_stopped=args.include_stopped)
     print(summary_table(analysis))
     if args.report:
         root = write(analysis, args.report)
@@ -121,6 +122,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="final: each trial's last step; best: its lowest-eval_ce step")
     p.add_argument("--law", default=",".join(DEFAULT_FORMS),
                    help="law forms to fit, comma-separated (default: %(default)s)")
+    p.add_argument("--joint-law", default=",".join(JOINT_FORMS),
+                   help="with 2 or 3 axes in --x, also fit these joint forms over them "
+                        "(first axis extrapolated); 'none' skips (default: %(default)s)")
+    p.add_argument("--include-stopped", action="store_true",
+                   help="keep early-stopped trials (status 'stopped') in final-step fits")
     p.add_argument("--report", metavar="DIR", help="write the report files into DIR")
     p.add_argument("--check", action="store_true",
                    help="exit with status 1 when any law's verdict is 'fails'")

@@ -80,13 +80,9 @@ def robust_scale(r: np.ndarray, y: np.ndarray) -> float:
 
 
 def _starts(law: Law, ax: Axis, theta_ls: np.ndarray) -> list[np.ndarray]:
-    """The least-squares solution (its b found by a grid over the whole range) and, for the
-    saturating form, a generic guess from the data's span: two basins to start from."""
-    starts = [theta_ls]
-    if law.name == "saturating":
-        span = float(np.ptp(ax.ys)) or 1.0
-        sign = 1.0 if theta_ls[1] >= 0 else -1.0
-        starts.append(np.array([span, 0.5 * sign, float(np.min(ax.ys))]))
+    """The least-squares solution (from the law's own solver) and the law's extra starts
+    (for the saturating form, a generic guess from the data's span: a second basin)."""
+    starts = [theta_ls, *law.starts(ax.ys, theta_ls)]
     lo, hi = np.array(law.lower), np.array(law.upper)
     eps = 1e-9 * np.maximum(1.0, np.abs(np.nan_to_num(lo, posinf=0, neginf=0)))
     return [np.clip(np.nan_to_num(s), lo + eps, hi - eps) for s in starts

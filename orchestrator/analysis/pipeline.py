@@ -12,14 +12,18 @@ import numpy as np
 
 from orchestrator.errors import UsageError
 
+from . import axes as derived
 from . import checks, resample, rslora, select
+from . import joint as joint_fits
 from .fit import Fit, bootstrap, fit_flat_ls, fit_point, prepare
+from .joint_fit import HUBER_DELTA
+from .joint_laws import make as make_joint
 from .laws import LAWS, Insufficient, get_law, predict
-from .names import DEFAULT_FORMS, METRICS
+from .names import DEFAULT_FORMS, JOINT_FORMS, METRICS
 
 MIN_BOOT = 50
 # Every fits.json record has exactly these keys (None where a value does not apply).
-RECORD_KEYS = ("metric", "target", "x", "group", "form", "formula", "step", "expected_trend",
+RECORD_KEYS = ("kind", "axes", "metric", "target", "x", "group", "form", "formula", "step", "expected_trend",
                "params", "ci", "residuals", "r2", "aic_vs_flat", "spearman_rho",
                "spearman_p", "extrapolation_rel_error", "extrapolation_x", "stability_cv",
                "kendall_tau_vs_acc", "kendall_p_vs_acc", "n_points", "n_x", "n_configs",
@@ -42,6 +46,8 @@ class Analysis:
     rslora: list[dict]
     series: dict[tuple[str, str], list[Series]]
     meta: dict
+    joint: list = field(default_factory=list)          # joint.JointResult per fitted law
+    joint_comparison: list[dict] = field(default_factory=list)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -62,7 +68,11 @@ def _num(v):
 
 def _record(**fields) -> dict:
     rec = dict.fromkeys(RECORD_KEYS)
+    rec.update(kind="axis", axes=[fields["x"]] if fields.get("x") else None)
     rec.update(fields)
+    for key, value in rec.items():
+        if isinstance(value, float) or isinstance(value, np.floating):
+            rec[key] = _num(value)
     return rec
 
 
@@ -157,12 +167,50 @@ def _empty(xs, ys, laws, step, why) -> list[dict]:
             for xc in xs for m in ys for law in laws]
 
 
+def _joint_axes(xs, joint) -> tuple[str, ...]:
+    """The joint fit's axes: ``joint`` when given, else --x itself when it names 2 or 3."""
+    if joint is not None:
+        return _names(joint)
+    return xs if 2 <= len(xs) <= 3 else ()
+
+
+def _analyse_joint(cols, groups, jaxes, ys, jforms, n_boot, seed, step, expect, delta):
+    records, results = [], []
+    for group, idx in groups:
+        X_all = np.column_stack([cols[a][idx] for a in jaxes])
+        for metric in ys:
+            label, y_all = checks.target(metric, cols[metric][idx])
+            ok = np.isfinite(y_all) & (y_all > 0) & np.all(np.isfinite(X_all) & (X_all > 0), 1)
+            trends = {a: checks.expected_trend(metric, a, expect) for a in jaxes}
+            base = dict(metric=metric, target=label, x=",".join(jaxes), axes=list(jaxes),
+                        group=group, step=step, expected_trend="falls",
+                        n_points=int(ok.sum()), n_dropped=int((~ok).sum()))
+            for form in jforms:
+                rec, res = joint_fits.fit_one(form, jaxes, X_all[ok], y_all[ok],
+                                         cols["config"][idx][ok], base, trends, n_boot,
+                                         seed, delta)
+                records.append(_record(**rec))
+                if res is not None:
+                    res.record = records[-1]
+                    results.append(res)
+    return records, results
+
+
 def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
-        forms=DEFAULT_FORMS, n_boot=1000, seed=0, expect=None) -> Analysis:
+        forms=DEFAULT_FORMS, n_boot=1000, seed=0, expect=None, joint=None,
+        joint_forms=JOINT_FORMS, include_stopped=False,
+        huber_delta=HUBER_DELTA) -> Analysis:
     """Select, fit and check; see :func:`orchestrator.analysis.analyze` for the arguments."""
     xs, ys, by, forms = _names(x), _names(y), _names(by), _names(forms)
     if not xs or not ys:
         raise UsageError("--x and --y each need at least one column")
+    jaxes, jforms = _joint_axes(xs, joint), _names(joint_forms)
+    if "none" in jforms:
+        jaxes, jforms = (), ()
+    if jaxes:
+        for form in jforms:
+            make_joint(form, jaxes)  # unknown forms and axis counts raise UsageError
+    all_axes = tuple(dict.fromkeys(xs + jaxes))
     if n_boot < MIN_BOOT:
         raise UsageError(f"--bootstrap: needs at least {MIN_BOOT} resamples, got {n_boot}")
     for metric, trend in (expect or {}).items():
@@ -173,12 +221,18 @@ def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
     if nulls:
         raise UsageError(f"--law: {', '.join(nulls)} is the null model every law is compared "
                          f"with, not a law to check")
-    table = select.load(data, xs, ys, by, experiment)
+    table = select.load(data, all_axes, ys, by, experiment)
     statuses = select.status_counts(table)
     points = select.reduce_steps(table, step)
+    n_stopped = 0
+    if step == "final" and not include_stopped:
+        points, n_stopped = select.drop_stopped(points)
+    points = derived.add_derived(points, all_axes)
     meta = dict(experiment=experiment, x=list(xs), y=list(ys), by=list(by), step=step,
                 forms=list(forms), n_boot=n_boot, seed=seed, rows=table.num_rows,
-                statuses=statuses, trials=points.num_rows,
+                statuses=statuses, trials=points.num_rows, stopped_left_out=n_stopped,
+                include_stopped=include_stopped, joint_axes=list(jaxes),
+                joint_forms=list(jforms) if jaxes else [], huber_delta=huber_delta,
                 configs=int(len(np.unique(select.column(points, "config"))))
                 if points.num_rows else 0)
     series: dict[tuple[str, str], list[Series]] = {}
@@ -186,15 +240,19 @@ def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
         why = ("no rows selected" + (f" for experiment {experiment!r}" if experiment else "")
                + " (trials that ended in error are left out)")
         return Analysis(_empty(xs, ys, laws, step, why), [], series, meta)
-    needed = set(xs) | set(ys) | {"config"} | ({"eval_acc"} & set(points.column_names))
+    needed = set(all_axes) | set(ys) | {"config"} | ({"eval_acc"} & set(points.column_names))
     cols = {c: select.column(points, c) for c in needed}
     records, cache = [], {}
+    groups = select.groups(points, by)
     for xc in xs:
-        for group, idx in select.groups(points, by):
+        for group, idx in groups:
             for metric in ys:
                 recs, s = _analyse(cols, idx, xc, metric, group, laws, n_boot, seed, step,
                                    expect, cache)
                 records += recs
                 series.setdefault((metric, xc), []).append(s)
+    jrecords, jresults = ([], []) if not jaxes else _analyse_joint(
+        cols, groups, jaxes, ys, jforms, n_boot, seed, step, expect, huber_delta)
     checks_rs = rslora.check_points(points, by=by, n_boot=n_boot, seed=seed, step=step)
-    return Analysis(records, checks_rs, series, meta)
+    return Analysis(records + jrecords, checks_rs, series, meta, jresults,
+                    joint_fits.compare(jrecords))

@@ -64,17 +64,52 @@ def _panel_name(metric: str, x: str) -> str:
     return f"{metric}_vs_{x}.png"
 
 
+def _axis_records(analysis: Analysis) -> list[dict]:
+    return [r for r in analysis.records if r.get("kind", "axis") == "axis"]
+
+
+def _joint_records(analysis: Analysis) -> list[dict]:
+    return [r for r in analysis.records if r.get("kind") == "joint"]
+
+
+def _exponents(rec: dict) -> str:
+    """Every exponent of a joint record with its interval."""
+    if not rec.get("params"):
+        return "n/a"
+    names = [k for k in ("alpha", "beta", "gamma") if k in rec["params"]]
+    return "; ".join(f"{k} {_ci(rec, k)}" for k in names)
+
+
+def _joint_lines(analysis: Analysis) -> list[str]:
+    rows = [("metric", "axes", "group", "form", "exponents [95% CI]", "R2log", "extrap.",
+             "verdict")]
+    for r in _joint_records(analysis):
+        rows.append((r["metric"], r["x"], _group(r["group"]), r["form"], _exponents(r),
+                     _f(r["r2"], ".3f"), _f(r["extrapolation_rel_error"], ".1%"),
+                     r["verdict"]))
+    if len(rows) == 1:
+        return []
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return lines + [f"joint ({c['metric']}, {_group(c['group'])}): {c['message']}"
+                    for c in analysis.joint_comparison]
+
+
 def summary_table(analysis: Analysis) -> str:
-    """The compact table the CLI prints: one line per fit record, then the rsLoRA lines."""
+    """The compact table the CLI prints: one line per fit record, then the joint fits and
+    the rsLoRA lines."""
     head = ("metric", "x", "group", "form", "b [95% CI]", "R2log", "dAIC", "rho (p)",
             "verdict")
     rows = [head]
-    for r in analysis.records:
+    for r in _axis_records(analysis):
         rows.append((r["metric"], r["x"], _group(r["group"]), r["form"],
                      _ci(r, "b"), _f(r["r2"], ".3f"),
                      _f(r["aic_vs_flat"], ".1f"), _rho(r), r["verdict"]))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    joint = _joint_lines(analysis)
+    if joint:
+        lines += [""] + joint
     for r in analysis.rslora:
         lines.append(f"rsLoRA vs standard ({_group(r['group'])}): {r['verdict']}: "
                      f"{r['message']}")
@@ -91,7 +126,8 @@ def _markdown(analysis: Analysis, panels: list[str]) -> str:
            f"- Law forms: {', '.join(m['forms'])}; bootstrap: {m['n_boot']} resamples "
            f"(seed {m['seed']})",
            f"- Rows read: {m['rows']} ({statuses}; trials whose last row is an error are left out); "
-           f"trials analysed: {m['trials']}; configurations: {m['configs']}", "",
+           f"trials analysed: {m['trials']}; configurations: {m['configs']}",
+           _stopped_line(m), "",
            "## Verdicts", ""]
     for r in analysis.records:
         out.append(f"- **{r['verdict']}** ({r['form']}, {_group(r['group'])}): "
@@ -100,17 +136,18 @@ def _markdown(analysis: Analysis, panels: list[str]) -> str:
             "| metric | fitted | x | group | form | a | b [95% CI] | c | R² (log) | "
             "ΔAIC vs flat | Spearman ρ (p) | extrap. rel. error | n | verdict |",
             "|" + "---|" * 14]
-    for r in analysis.records:
+    for r in _axis_records(analysis):
         out.append(f"| {r['metric']} | {r['target']} | {r['x']} | {_group(r['group'])} | "
                    f"{r['form']} | {_ci(r, 'a')} | {_ci(r, 'b')} | {_ci(r, 'c')} | "
                    f"{_f(r['r2'], '.3f')} | {_f(r['aic_vs_flat'], '.1f')} | {_rho(r)} | "
                    f"{_f(r['extrapolation_rel_error'], '.1%')} | {r['n_points']} | "
                    f"{r['verdict']} |")
+    out += _joint_markdown(analysis)
     out += ["", "## Stability and agreement with accuracy", "",
             "| metric | group | mean CV across seeds | Kendall τ vs eval_acc (p) |",
             "|---|---|---|---|"]
     seen = set()
-    for r in analysis.records:
+    for r in _axis_records(analysis):
         key = (r["metric"], _group(r["group"]))
         if key in seen:
             continue
@@ -142,6 +179,45 @@ def _markdown(analysis: Analysis, panels: list[str]) -> str:
             "when the data cannot support a fit (fewer than 3 distinct x values, no finite "
             "values, or non-positive values for a log-space form).", ""]
     return "\n".join(out)
+
+
+def _stopped_line(m: dict) -> str:
+    n = m.get("stopped_left_out", 0)
+    if m.get("include_stopped"):
+        return "- Early-stopped trials (status `stopped`) are included (--include-stopped)"
+    if m["step"] != "final":
+        return "- Early-stopped trials are kept: `--step best` compares each trial's best step"
+    return (f"- Early-stopped trials (status `stopped`) left out of these final-point fits: "
+            f"{n}" + (" (include them with --include-stopped)" if n else ""))
+
+
+def _joint_markdown(analysis: Analysis) -> list[str]:
+    """The joint-law section: parameters with intervals, extrapolation, the comparison."""
+    recs = _joint_records(analysis)
+    if not recs:
+        return []
+    m = analysis.meta
+    out = ["", "## Joint laws", "",
+           f"Axes: {', '.join(m['joint_axes'])}; forms: {', '.join(m['joint_forms'])}; fitted "
+           f"to each configuration's mean of log y over its seeds with a Huber loss "
+           f"(delta = {m['huber_delta']:g}) on log residuals; intervals from "
+           f"{m['n_boot']} resamples of configurations (seed clusters). Extrapolation: "
+           f"fit without the largest {m['joint_axes'][0]}, predict it.", ""]
+    if analysis.joint_comparison:
+        out += ["**Which law extrapolates better**", ""]
+        out += [f"- {c['metric']} ({_group(c['group'])}): {c['message']}"
+                for c in analysis.joint_comparison]
+        out.append("")
+    out += ["| metric | group | form | parameters [95% CI] | R² (log) | ΔAIC vs constant | "
+            "extrap. rel. error | configurations | verdict |", "|" + "---|" * 9]
+    for r in recs:
+        params = ("; ".join(f"{k} {_ci(r, k)}" for k in r["params"]) if r["params"]
+                  else r["message"])
+        out.append(f"| {r['metric']} | {_group(r['group'])} | {r['form']} | {params} | "
+                   f"{_f(r['r2'], '.3f')} | {_f(r['aic_vs_flat'], '.1f')} | "
+                   f"{_f(r['extrapolation_rel_error'], '.1%')} | {r['n_configs'] or 0} | "
+                   f"{r['verdict']} |")
+    return out
 
 
 def write(analysis: Analysis, report_dir) -> Path:

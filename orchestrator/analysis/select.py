@@ -16,6 +16,7 @@ import pyarrow.dataset as pads
 
 from orchestrator.errors import UsageError
 
+from .axes import DERIVED, sources
 from .names import AXES, METRICS, STEPS  # noqa: F401  (re-exported for callers)
 # Everything that defines a configuration apart from the seed (config_hash stands for these).
 CONFIG_COLUMNS = ("experiment", "model", "model_params", "trainable_params", "task",
@@ -40,7 +41,13 @@ def validate(schema: pa.Schema, x, y, by) -> None:
     problems = []
     for flag, cols, need_numeric in (("--x", x, True), ("--y", y, True), ("--by", by, False)):
         for col in cols:
-            if col not in names:
+            if col in DERIVED and col not in names:
+                missing = [c for c in DERIVED[col] if c not in numeric]
+                if missing:
+                    problems.append(f"{flag}: {col!r} is computed from "
+                                    f"{', '.join(DERIVED[col])}; missing or not numeric: "
+                                    f"{', '.join(missing)}")
+            elif col not in names:
                 problems.append(f"{flag}: unknown column {col!r}")
             elif need_numeric and col not in numeric:
                 problems.append(f"{flag}: column {col!r} is not numeric")
@@ -81,7 +88,7 @@ def load(data, x=(), y=(), by=(), experiment: str | None = None) -> pa.Table:
     if not isinstance(data, (pa.Table, pads.Dataset)):
         raise UsageError(f"expected a pyarrow Table or Dataset, got {type(data).__name__}")
     validate(data.schema, x, y, by)
-    wanted = ["trial_id", "step", *x, *y, *by, *OPTIONAL]
+    wanted = ["trial_id", "step", *sources(x), *y, *by, *OPTIONAL]
     cols = list(dict.fromkeys(c for c in wanted if c in data.schema.names))
     if isinstance(data, pads.Dataset):
         exp_type = data.schema.field("experiment").type if "experiment" in cols else None
@@ -190,6 +197,18 @@ def reduce_steps(table: pa.Table, step: str = "final") -> pa.Table:
     last = _last_per_trial(order, trial)
     reduced = table.take(pa.array(last))
     return reduced.append_column("config", pa.array(config_keys(reduced)))
+
+
+def drop_stopped(points: pa.Table) -> tuple[pa.Table, int]:
+    """Leave out trials whose selected row has status ``stopped`` (ended early, e.g. by
+    ASHA): their final values come from fewer steps than the others', so on a final-point
+    fit they would read as a worse law rather than as less training. Returns the kept
+    points and how many were left out."""
+    if "status" not in points.column_names or points.num_rows == 0:
+        return points, 0
+    stopped = pc.fill_null(pc.equal(points["status"], "stopped"), False)
+    n = int(pc.sum(stopped).as_py() or 0)
+    return (points.filter(pc.invert(stopped)), n) if n else (points, 0)
 
 
 def column(table: pa.Table, name: str) -> np.ndarray:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .laws import B_BOUND, Law
-
+# |b| above this turns x^-b into a step function over any axis a sweep spans.
+B_BOUND = 5.0
 _GRID = np.linspace(-B_BOUND, B_BOUND, 81)
 _GOLD = (np.sqrt(5.0) - 1.0) / 2.0
 
@@ -136,16 +136,14 @@ def solve_flat(lx, W, S, Q, ybar, prev=None):
     return (S.sum(1) / W.sum(1) + ybar)[:, None]
 
 
-SOLVERS = {"saturating": solve_saturating, "power": solve_line, "flat": solve_flat}
-
-
-def fit_many(law: Law, lx, k_idx, y, weights):
-    """Weighted least-squares fits of ``law``, one per row of ``weights`` (B, n)."""
+def fit_many(law, lx, k_idx, y, weights):
+    """Weighted least-squares fits of ``law`` (a :class:`.laws.Law`), one per row of
+    ``weights`` (B, n), by the law's own solver."""
     ybar = float(np.mean(y))
-    return SOLVERS[law.name](lx, *sums(weights, k_idx, len(lx), y - ybar), ybar)
+    return law.solver(lx, *sums(weights, k_idx, len(lx), y - ybar), ybar)
 
 
-def irls(law: Law, lx, k_idx, y, counts, f_scale: float, sw=None, w0=None, iters: int = 3):
+def irls(law, lx, k_idx, y, counts, f_scale: float, sw=None, w0=None, iters: int = 3):
     """Robust (soft_l1) fits of ``law`` for every row of ``counts`` (B, n): theta (B, k).
 
     ``y`` is in the law's fitting space; residuals are ``sw * (y - f)`` (``sw`` = 1/y gives
@@ -154,7 +152,7 @@ def irls(law: Law, lx, k_idx, y, counts, f_scale: float, sw=None, w0=None, iters
     a fully converged IRLS. The weights are formed and summed one block of equal x at a
     time, so the (B, n) work stays in cache and no (B, n) temporary is kept.
     """
-    solver = SOLVERS[law.name]
+    solver = law.solver
     order = np.argsort(k_idx, kind="stable")
     if np.any(order != np.arange(len(order))):  # blocks need the points grouped by x
         k_idx, y, counts = k_idx[order], y[order], counts[:, order]

@@ -23,13 +23,15 @@ DEFAULTS = {"model": "zoo/llama-xs", "task": "synthetic/kv-recall", "train_size"
 def sweep_rows(grid: Mapping[str, Sequence], metrics: Mapping[str, Callable[[dict], np.ndarray]],
                seeds: Sequence[int] = (0, 1, 2), steps: Sequence[int] = (100,),
                noise: float = 0.05, rng_seed: int = 0,
-               experiment: str = "synthetic") -> pa.Table:
+               experiment: str = "synthetic", tokens_per_step: int = 16 * 48) -> pa.Table:
     """One row per (configuration in ``grid`` x seed x step).
 
     ``metrics[name](cfg)`` gets the per-trial configuration columns (numpy arrays) and
     returns the noiseless final value; each trial draws one factor ``1 + noise * N(0, 1)``
     per metric (applied to ``1 - acc`` for ``eval_acc``). Earlier steps are worse by up to
-    20%, so ``final`` and ``best`` select the last step.
+    20%, so ``final`` and ``best`` select the last step. ``tokens_seen`` is
+    ``step * tokens_per_step`` unless the grid sets ``tokens_seen`` itself (then it is the
+    final step's count, earlier steps in proportion).
     """
     names = list(grid)
     combos = list(itertools.product(*(grid[n] for n in names), seeds))
@@ -38,7 +40,8 @@ def sweep_rows(grid: Mapping[str, Sequence], metrics: Mapping[str, Callable[[dic
     n_trials = len(combos)
     for name, value in DEFAULTS.items():
         cfg.setdefault(name, np.full(n_trials, value))
-    cfg["model_params"] = np.array([MODEL_PARAMS.get(m, 1_000_000) for m in cfg["model"]])
+    if "model_params" not in grid:
+        cfg["model_params"] = np.array([MODEL_PARAMS.get(m, 1_000_000) for m in cfg["model"]])
     rank = cfg["rank"].astype(float)
     rs = cfg["scaling"] == "rslora"
     cfg["scale_factor"] = cfg["alpha"] / np.where(rs, np.sqrt(rank), rank)
@@ -64,11 +67,15 @@ def sweep_rows(grid: Mapping[str, Sequence], metrics: Mapping[str, Callable[[dic
               "config_hash"):
         cols[n] = cfg[n][trial]
     cols["step"] = step
+    if "tokens_seen" in cfg:
+        cols["tokens_seen"] = (cfg["tokens_seen"][trial] * step / steps.max()).astype(np.int64)
+    else:
+        cols["tokens_seen"] = step * tokens_per_step
     for name, v in final.items():
         cols[name] = 1 - (1 - v[trial]) * late if name == "eval_acc" else v[trial] * late
     types = {"model_params": pa.int64(), "trainable_params": pa.int64(),
              "train_size": pa.int64(), "complexity": pa.int64(), "rank": pa.int64(),
-             "seed": pa.int64(), "step": pa.int64(), "alpha": pa.float64(),
+             "seed": pa.int64(), "step": pa.int64(), "tokens_seen": pa.int64(), "alpha": pa.float64(),
              "scale_factor": pa.float64(), "lr": pa.float64()}
     return pa.table({n: pa.array(v, type=types.get(n)) for n, v in cols.items()})
 

@@ -7,6 +7,7 @@
   per configuration (the mean over its seeds). The study lives in a journal file in the
   experiment directory, named after the sweep, so ``--resume`` and later runs of the same
   spec add to it instead of starting over.
+- ``law``: :class:`~orchestrator.search.law_searcher.LawSearcher`, seed-averaged like Optuna.
 - ``fifo`` runs every trial to its last step; ``asha`` stops weak trials at rungs counted in
   optimizer steps (the trainable reports ``step``), with ``max_t = train.steps``.
 
@@ -32,10 +33,16 @@ def build_search_alg(spec: SweepSpec):
     from orchestrator.search.seeds import PerConfigurationSearch, SeedReplicator
 
     seeds = replicate_seeds(spec)  # None for grid, and for random without a seed grid
+    if seeds is None and spec.search.algorithm == "law":
+        seeds = [spec.train.seed]  # the law search always sees one result per configuration
     if seeds is None:
         return None
     if spec.search.algorithm == "optuna":
         inner = optuna_searcher(spec)
+    elif spec.search.algorithm == "law":
+        from orchestrator.search.law_searcher import LawSearcher
+
+        inner = LawSearcher.from_spec(spec)
     else:
         inner = RandomSearcher()
     replicated = SeedReplicator(inner, seeds, steps=spec.train.steps)

@@ -124,15 +124,26 @@ class MetricsSpec(_Strict):
 
 
 class SearchSpec(_Strict):
-    """How configurations are chosen: every grid point, random draws, or Optuna."""
+    """How configurations are chosen: every grid point, random draws, Optuna, or the law
+    search (configurations that most narrow a joint scaling law's exponents)."""
 
-    algorithm: Literal["grid", "random", "optuna"] = Field("grid", description="grid enumerates, random and optuna sample")
+    algorithm: Literal["grid", "random", "optuna", "law"] = Field(
+        "grid", description="grid enumerates, random and optuna sample, law picks what most narrows the law's exponents")
     num_samples: PosInt = Field(1, description="configurations drawn by random/optuna (each runs once per seed)")
     sampler: Literal["tpe", "cmaes", "nsga2"] = Field("tpe", description="Optuna sampler")
     metric: str | list[str] = Field("eval_ce", description="objective(s) Optuna sees: the seeds' mean at the last step")
     mode: Literal["min", "max"] | list[Literal["min", "max"]] = Field("min", description="one mode, or one per metric")
     study_name: Annotated[str, Field(min_length=1)] | None = Field(
         None, description="Optuna study in the experiment directory (default: the sweep name)")
+    law_axes: list[str] = Field(
+        [], description="law search: 2 or 3 searched numeric fields (dotted paths, e.g. data.train_size, lora.rank), the law's axes in order")
+    law_form: Literal["multiplicative", "additive"] = Field(
+        "multiplicative", description="law search: L = A x1^-a x2^-b (x3^-c) + E, or L = E + A/x1^a + B/x2^b (+ C/x3^c)")
+    law_candidates: PosInt = Field(
+        64, description="law search: candidates drawn from the space per suggestion (all combinations when the axes are small choices)")
+    law_initial: PosInt | None = Field(
+        None, description="law search: space-filling configurations before the law guides (default and minimum: the law's parameters + 2)")
+    law_bootstrap: PosInt = Field(200, description="law search: bootstrap resamples when scoring a candidate")
 
 
 class SchedulerSpec(_Strict):
@@ -180,6 +191,25 @@ class ResultsSpec(_Strict):
     flush_seconds: PosFloat = Field(10.0, description="seconds before buffered rows are written anyway")
 
 
+def _law_problems(spec) -> list[str]:
+    """The law search needs 2-3 searched numeric axes and one positive metric to fit."""
+    from orchestrator.search.rules import search_axes
+
+    search, problems = spec.search, []
+    searched = {path for path, _ in search_axes(spec)}
+    if not 2 <= len(search.law_axes) <= 3 or len(set(search.law_axes)) != len(search.law_axes):
+        problems.append(f"search.law_axes: {search.law_axes} must name 2 or 3 distinct fields; "
+                        f"allowed: searched fields ({', '.join(sorted(searched)) or 'none'})")
+    for path in search.law_axes:
+        if path not in searched:
+            problems.append(f"search.law_axes: {path!r} is not a searched field (a choice or a "
+                            f"range); allowed: {', '.join(sorted(searched)) or 'none'}")
+    if isinstance(search.metric, list):
+        problems.append(f"search.metric: {search.metric} names several metrics; the law search "
+                        f"fits one (e.g. eval_ce)")
+    return problems
+
+
 class SweepSpec(_Strict):
     """One sweep: everything a run needs, validated up front."""
 
@@ -219,6 +249,8 @@ class SweepSpec(_Strict):
                 "the same number of forward passes on each)"
             )
         problems += search_problems(self)
+        if self.search.algorithm == "law":
+            problems += _law_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
