@@ -12,6 +12,9 @@ from trainables.lora import run_trial
 from trainables.session import LocalSession
 
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
+
 @pytest.mark.parametrize("stage", [2, 3])
 def test_zero_stages_save_a_real_adapter(trial_config, stage):
     trial_config["deepspeed"]["zero_stage"] = stage

@@ -85,6 +85,7 @@ def test_markov_walks_mostly_follow_the_dominant_transition():
 
 
 @pytest.mark.parametrize("task", FAMILIES)
+@pytest.mark.slow
 def test_higher_complexity_gives_lower_accuracy_after_the_same_fine_tune(task, trial_config, one_thread, monkeypatch):
     """The same zoo model, LoRA budget and data sizes; only complexity changes."""
     from trainables.lora import run_trial

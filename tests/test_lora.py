@@ -10,6 +10,9 @@ from trainables.lora import run_trial
 from trainables.session import LocalSession
 
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
+
 def test_trainable_lowers_eval_ce(trial_config):
     session = LocalSession()
     run_trial(trial_config, session)

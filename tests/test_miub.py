@@ -350,6 +350,7 @@ def test_zero_B_gives_uniform_Q(registry):
     assert miub_value == pytest.approx(np.mean(list(expected.values())), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_single_pass_figure():
     model = _tiny_peft_llama()
     ids, mask = _batch(batch=5, lengths=(12, 3, 9, 5, 11), seed=6)

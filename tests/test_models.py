@@ -56,6 +56,7 @@ def test_param_counts_match_closed_form(name):
     assert count_params(model) == recipe.param_counts()
 
 
+@pytest.mark.slow
 def test_pretrained_xs_beats_its_random_init_twin(real_recipes, one_thread):
     pretrained = load_model("zoo/llama-xs")
     random_init, tokenizer = build_zoo_model("zoo/llama-xs")
@@ -68,6 +69,7 @@ def test_pretrained_xs_beats_its_random_init_twin(real_recipes, one_thread):
     assert {"config.json", "model.safetensors", "tokenizer.json", "lorasweep_recipe.json"} <= files
 
 
+@pytest.mark.slow
 def test_bigger_zoo_model_fine_tunes_to_lower_eval_ce(trial_config, real_recipes, one_thread):
     from trainables.lora import run_trial
     from trainables.session import LocalSession
@@ -99,6 +101,7 @@ print(json.dumps({"path": str(ensure_zoo_model("zoo/llama-xs")), "pid": os.getpi
 """
 
 
+@pytest.mark.slow
 def test_two_processes_end_with_one_copy_pretrained_once(short_recipes, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = tmp_path / "start"
@@ -132,6 +135,7 @@ def test_steps_override_is_cached_under_its_own_key(monkeypatch):
     assert zoo_path("zoo/llama-xs") != real and zoo_recipe("zoo/llama-xs").pretrain_steps == 20
 
 
+@pytest.mark.slow
 def test_phi3_zoo_model_loads_and_takes_lora_on_fused_qkv(short_recipes):
     import peft
 
@@ -181,6 +185,7 @@ def test_load_model_by_local_path(tmp_path):
         load_model(str(tmp_path / "missing"), local_files_only=True)
 
 
+@pytest.mark.slow
 def test_cli_lists_the_zoo_and_rejects_unknown_names(short_recipes, capsys):
     assert cli_main(["models", "pretrain", "zoo/llama-xs"]) == 0
     assert "zoo/llama-xs: " in capsys.readouterr().out
