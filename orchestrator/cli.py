@@ -31,6 +31,8 @@ def cmd_validate(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """Exit 0 when every trial completed (or was stopped by the scheduler), 1 when some
+    errored or diverged, 2 on bad input, 130 when interrupted (see orchestrator.outcome)."""
     from orchestrator.spec import load_spec
 
     spec = load_spec(args.spec, args.overrides)
@@ -39,11 +41,30 @@ def cmd_run(args) -> int:
 
         print(describe_plan(spec))
         return 0
-    from orchestrator import sweep
+    from orchestrator import outcome, sweep
+    from orchestrator.experiment import experiment_dir, lock_directory
+    from orchestrator.run_lock import ExperimentLock, embedded_ray_pids, stop_leftover_ray
 
-    sweep.run(spec, address=args.address, num_cpus=args.num_cpus, resume=args.resume)
+    sweep.check_single_writer(spec, resume=args.resume, append=args.append)
+    with ExperimentLock(lock_directory(spec), spec.name) as lock:
+        for pid in stop_leftover_ray(lock.stale):
+            print(f"lorasweep: stopped process {pid} of the embedded Ray a killed run of {spec.name!r} left behind",
+                  file=sys.stderr)
+        try:
+            sweep.run(spec, address=args.address, num_cpus=args.num_cpus, resume=args.resume,
+                      run_id=None if args.resume else sweep.new_run_id(),
+                      on_connected=lambda: lock.record_ray_processes(embedded_ray_pids()))
+        except KeyboardInterrupt:
+            print(f"lorasweep: interrupted; continue with: {outcome.resume_command(args)}", file=sys.stderr)
+            return outcome.EXIT_INTERRUPTED
+        result = outcome.read_outcome(spec)
     _print_summary(spec)
-    return 0
+    status = result.exit_status()
+    if status == outcome.EXIT_INTERRUPTED:
+        print(f"lorasweep: interrupted; continue with: {outcome.resume_command(args)}", file=sys.stderr)
+    elif status == outcome.EXIT_FAILED:
+        print(f"lorasweep: {result.failure_line(experiment_dir(spec))}", file=sys.stderr)
+    return status
 
 
 def _print_summary(spec) -> None:
@@ -68,6 +89,8 @@ def add_spec_commands(sub) -> None:
     p.add_argument("--address", default=None, help="Ray cluster to join: auto or ray://HOST:10001 (default: embedded Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for an embedded Ray (default: all)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
+    p.add_argument("--append", action="store_true",
+                   help="run again into an experiment that has rows: a new run_id, kept apart from seeds by the analysis")
     p.add_argument("--dry-run", action="store_true", help="print the trials or the search without starting Ray")
     p.set_defaults(func=cmd_run)
 
@@ -111,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("lorasweep: interrupted; resume with --resume", file=sys.stderr)
+        print("lorasweep: interrupted; continue with --resume", file=sys.stderr)
         return 130
 
 

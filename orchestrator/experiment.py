@@ -35,3 +35,15 @@ def study_file(spec) -> Path:
 
 def study_name(spec) -> str:
     return spec.search.study_name or spec.name
+
+
+def lock_directory(spec) -> Path:
+    """Where the experiment's lock lives: beside Ray's state in a local store, else in the
+    driver's cache (an object store has no locks; one driver submits a sweep)."""
+    if "://" in spec.results.path and not spec.results.path.startswith("file://"):
+        import hashlib
+        import os
+
+        cache = Path(os.environ.get("LORASWEEP_CACHE", Path.home() / ".cache" / "lorasweep"))
+        return cache / "locks" / hashlib.sha256(spec.results.path.encode()).hexdigest()[:16]
+    return Path(spec.results.path.removeprefix("file://")).resolve() / "_ray"

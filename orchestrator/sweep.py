@@ -75,7 +75,7 @@ def lora_trainable(spec: SweepSpec):
 _UNSET = object()
 
 
-def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tuner:
+def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str | None = None) -> tune.Tuner:
     """The Tuner for ``spec``; ``trainable`` replaces the LoRA trainable (benchmarks);
     ``search_alg`` is one already built from ``spec``."""
     trainable = lora_trainable(spec) if trainable is None else tune.with_resources(trainable, trial_resources(spec))
@@ -85,7 +85,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tune
         spec.name,
         config_columns=config_columns,
         total_steps=lambda config: config["train"]["steps"],
-        static=environment_columns(),
+        static={**environment_columns(), "run_id": run_id},
         flush_rows=spec.results.flush_rows,
         flush_seconds=spec.results.flush_seconds,
     )
@@ -135,8 +135,40 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def new_run_id() -> str:
+    """A run's id: UTC start time and the driver's pid, unique per results path in practice."""
+    import datetime as dt
+
+    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+
+
+def check_single_writer(spec: SweepSpec, *, resume: bool, append: bool) -> None:
+    """A second run of an experiment that has rows needs --resume or --append (exit 2)."""
+    if resume or append:
+        return
+    import pyarrow.compute as pc
+
+    from orchestrator.store import read_results
+
+    try:
+        rows = read_results(spec.results.path, columns=["trial_id"], filter=pc.field("experiment") == spec.name)
+    except (FileNotFoundError, UsageError):
+        return
+    if rows.num_rows:
+        raise UsageError(
+            f"experiment {spec.name!r} already has {rows.num_rows} rows in {spec.results.path}; allowed: --resume "
+            f"(continue it), a new name (--set name=...), or --append (a new run_id, kept apart from seeds)"
+        )
+
+
 def run(
-    spec: SweepSpec, *, address: str | None = None, num_cpus: int | None = None, resume: bool = False
+    spec: SweepSpec,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    resume: bool = False,
+    run_id: str | None = None,
+    on_connected=None,
 ) -> tune.ResultGrid:
     """Run the sweep; with ``resume``, continue the experiment of the same name where it stopped
     (finished trials are not run again, unfinished and errored ones continue from checkpoints).
@@ -148,6 +180,8 @@ def run(
         raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
     search_alg = None if resume else build_search_alg(spec)
     connect(address, num_cpus)
+    if on_connected is not None:
+        on_connected()
     if resume:
         tuner = tune.Tuner.restore(
             path,
@@ -157,5 +191,26 @@ def run(
             param_space=param_space(spec),
         )
     else:
-        tuner = build_tuner(spec, search_alg=search_alg)
-    return tuner.fit()
+        tuner = build_tuner(spec, search_alg=search_alg, run_id=run_id or new_run_id())
+    with _without_restore_hints():
+        return tuner.fit()
+
+
+class _RestoreHintFilter:
+    """Tune's own advice after an interrupt (``Tuner.restore(...)``) is wrong for a lorasweep
+    sweep, which continues with ``lorasweep run ... --resume`` (the CLI says so)."""
+
+    def filter(self, record) -> bool:
+        message = record.getMessage()
+        return "Tuner.restore(" not in message and not message.startswith("Trials did not complete")
+
+
+class _without_restore_hints:
+    def __enter__(self):
+        import logging
+
+        self.logger, self.hint_filter = logging.getLogger("ray.tune.tune"), _RestoreHintFilter()
+        self.logger.addFilter(self.hint_filter)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self.hint_filter)

@@ -18,7 +18,7 @@ from orchestrator.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "data" / "quickstart_rows_before_refactor.json"
 # Timing, host and environment: not recorded.
-SKIP = {"trial_id", "timestamp", "wall_time_s", "node", "git_commit", "package_versions"}
+SKIP = {"trial_id", "timestamp", "wall_time_s", "node", "git_commit", "package_versions", "run_id"}
 # config_hash covers every field of a trial config, so a new spec field (with its default)
 # changes every hash by design: compared as a grouping of rows instead of by value.
 # Columns added since the recording are new measurements or annotations, null where unused.

@@ -297,7 +297,8 @@ def test_optuna_sweep_adds_to_its_study_across_runs(tmp_path, ray_shutdown, caps
     import ray
 
     ray.shutdown()
-    assert main(args) == 0
+    assert main(args) == 2  # rows exist: a second run must say --resume or --append
+    assert main([*args, "--append"]) == 0
     study = load_study(results, "optuna-rank-alpha")
     assert len(study.trials) == 4 and [t.number for t in study.trials][:2] == [t.number for t in first]
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
@@ -333,7 +334,7 @@ def test_interrupted_optuna_sweep_resumes_the_same_study(tmp_path, ray_shutdown)
 
     watcher = threading.Thread(target=interrupt_after_first_configuration, daemon=True)
     watcher.start()
-    main(args)  # Tune saves its state and returns on SIGINT
+    assert main(args) == 130  # Tune saves its state on SIGINT; the run says how to continue
     watcher.join()
     study = load_study(results, "mo")
     assert 1 <= sum(t.state.is_finished() for t in study.trials) < 3, "the run should have stopped early"

@@ -56,6 +56,7 @@ _COLUMNS: list[tuple[pa.Field, str, str]] = [
     (pa.field("zero_stage", pa.int32()), "", "DeepSpeed ZeRO stage, 0 to 3"),
     (pa.field("precision", pa.string()), "", "bf16 or fp32"),
     (pa.field("package_versions", pa.string()), "", "JSON object: package name -> version on the driver"),
+    (pa.field("run_id", pa.string()), "", "the lorasweep run that wrote the row (UTC start time and driver pid); a resumed run keeps its id, a run with --append gets a new one"),
     (pa.field("git_commit", pa.string()), "", "commit of the lorasweep checkout that ran the sweep; null for an installed wheel"),
     (pa.field("timestamp", pa.timestamp("us", tz="UTC")), "UTC", "when the driver received the row"),
 ]
