@@ -116,3 +116,24 @@ def test_a_diverged_trial_exits_1_and_the_good_one_completes(tmp_path, ray_shutd
     assert main([*args, "--append"]) == 1
     run_ids = ds.dataset(results, partitioning="hive").to_table(columns=["run_id"])["run_id"].to_pylist()
     assert len(set(run_ids)) == 2
+
+
+def test_what_would_fail_every_trial_is_reported_before_ray_starts(tmp_path, capsys):
+    import sys as _sys
+
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "model_dir").mkdir()
+    (tmp_path / "model_dir" / "config.json").write_text("{}")
+    cases = {
+        f"model.name={tmp_path / 'missing_model'}": "no such directory",
+        f"model.name={tmp_path / 'model_dir'}": "has no a tokenizer",
+        f"results.path={tmp_path / 'a_file'}": "is a file; allowed: a directory",
+        "data.train_size=8": "train.batch_size: 16 is more than data.train_size (8)",
+        "train.seq_len=8": "train.seq_len: 8 is too short for synthetic/kv-recall at complexity 2 with zoo/llama-xs",
+    }
+    for override, message in cases.items():
+        assert main(["run", QUICKSTART, "--set", override, "--set", f"name=pre{len(message)}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err, (override, err)
+        assert "Traceback" not in err
+    assert "ray" not in _sys.modules or not __import__("ray").is_initialized()

@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Iterable
 
+from orchestrator.spec import fit_checks
 from orchestrator.spec.forms import Choice, Grid, RandInt
 
 
@@ -30,6 +31,12 @@ def trial_problems(spec) -> list[str]:
     """One line per problem, each naming the field, the value and what is allowed."""
     problems = _task_problems(values_of(spec.data.task), values_of(spec.data.complexity))
     problems += _model_problems(values_of(spec.model.name))
+    problems += fit_checks.model_directory_problems(values_of(spec.model.name))
+    problems += fit_checks.results_path_problems(spec.results.path)
+    problems += fit_checks.batch_problems(spec.train.batch_size, values_of(spec.data.train_size))
+    if not problems:  # tokenising needs the tasks and models to be sound
+        problems += fit_checks.seq_len_problems(spec, values_of(spec.model.name), values_of(spec.data.task),
+                                                values_of(spec.data.complexity))
     if spec.deepspeed.config and not Path(spec.deepspeed.config).is_file():
         problems.append(f"deepspeed.config: {spec.deepspeed.config!r} is not a file; give a DeepSpeed JSON config")
     if spec.metrics.miub.enabled:
