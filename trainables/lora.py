@@ -20,10 +20,12 @@ from orchestrator.spec.trial_config import TrialConfig
 from orchestrator.spec.trials import scale_factor
 from trainables import checkpoint, divergence
 from trainables.data import encode, splits_for
-from trainables.deepspeed_config import build_config
+from trainables.deepspeed_config import build_config, precision_of
+from trainables.device import trial_device
 from trainables.distributed import all_reduce_sum, ensure_process_group, world
 from trainables.evaluation import evaluate
 from trainables.models import load_model, resolve_target_modules
+from trainables.precision import bf16_native, choose_precision
 from trainables.session import Session, TuneSession
 
 
@@ -84,10 +86,11 @@ def setup(config: TrialConfig) -> Trial:
     import deepspeed
     import peft
 
+    device = trial_device(config.resources.gpus_per_worker)  # before CUDA is touched
     ensure_process_group()
     rank, world_size = world()
     train_cfg, lora_cfg, data_cfg = config.train, config.lora, config.data
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    precision = choose_precision(config.model.dtype, device.type, native_bf16=bf16_native())
 
     base = load_model(config.model.name, dtype=config.model.dtype, local_files_only=config.model.local_files_only)
     torch.manual_seed(train_cfg.seed)  # adapter init and data order follow the trial seed
@@ -122,6 +125,9 @@ def setup(config: TrialConfig) -> Trial:
         zero_stage=config.deepspeed.zero_stage,
         grad_clip=train_cfg.grad_clip,
         config_path=config.deepspeed.config,
+        precision=precision,
+        world_size=world_size,
+        device_type=device.type,
     )
     warmup = train_cfg.warmup_steps
     engine, optimizer, _, _ = deepspeed.initialize(
@@ -138,7 +144,8 @@ def setup(config: TrialConfig) -> Trial:
         "model_params": base.params_total,
         "model_params_non_embedding": base.params_non_embedding,
         "trainable_params": trainable_params,
-        "precision": "bf16" if ds_config.get("bf16", {}).get("enabled") else "fp32",
+        "precision": precision_of(ds_config),
+        "optimizer": type(getattr(engine.optimizer, "optimizer", engine.optimizer)).__name__,
         "node": _node_name(),
     }
     _check_scale_factor(model, lora_cfg)

@@ -244,7 +244,7 @@ def load_model(name: str, *, dtype: str = "auto", local_files_only: bool = True)
     import transformers
 
     source = str(ensure_zoo_model(name)) if name.startswith("zoo/") else name
-    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=local_files_only)
     if tokenizer.pad_token is None:

@@ -39,6 +39,8 @@ def trial_problems(spec) -> list[str]:
                                                 values_of(spec.data.complexity))
     if spec.deepspeed.config and not Path(spec.deepspeed.config).is_file():
         problems.append(f"deepspeed.config: {spec.deepspeed.config!r} is not a file; give a DeepSpeed JSON config")
+    elif spec.deepspeed.config:
+        problems += deepspeed_config_problems(spec)
     if spec.metrics.miub.enabled:
         problems += estimator_problems(spec.metrics.miub.estimator, spec.metrics.miub.imports)
     return problems
@@ -100,3 +102,45 @@ def estimator_problems(estimator: str, imports: Iterable[str] = ()) -> list[str]
     except ValueError as exc:
         problems.append(f"metrics.miub.estimator: {exc}")
     return problems
+
+
+def deepspeed_config_problems(spec) -> list[str]:
+    """The user's DeepSpeed config against the spec: every field the spec decides must be
+    ``"auto"``, absent, or the spec's value (a searched field's only allowed form is "auto")."""
+    import json
+
+    from trainables import ds_user_config
+
+    path = spec.deepspeed.config
+    try:
+        user = ds_user_config.load(path)
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"deepspeed.config: {path!r} is not a JSON object: {exc}"]
+    if not isinstance(user, dict):
+        return [f"deepspeed.config: {path!r} is not a JSON object"]
+    searched = _Searched()  # differs from any concrete value: only "auto" fits every trial
+    workers = spec.resources.num_workers
+    lr = spec.train.lr if isinstance(spec.train.lr, (int, float)) else searched
+    decided = {
+        "train_micro_batch_size_per_gpu": spec.train.batch_size // workers,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": spec.train.batch_size,
+        "gradient_clipping": spec.train.grad_clip,
+        "optimizer.params.lr": lr,
+        "zero_optimization.stage": spec.deepspeed.zero_stage,
+    }
+    try:
+        ds_user_config.resolve(user, decided, source=f"deepspeed.config ({path})")
+    except ds_user_config.ConfigConflict as exc:
+        return str(exc).splitlines()
+    return []
+
+
+class _Searched:
+    def __eq__(self, other) -> bool:
+        return False
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return "a value per trial (it is searched)"

@@ -53,8 +53,9 @@ class ModelSpec(_Strict):
 
     name: Searchable(str) = Field(
         "zoo/llama-xs", description="`zoo/<arch>-<size>` (see `lorasweep models list`), a Hugging Face id, or a local directory")
-    dtype: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="weights' dtype: auto is bfloat16 on a GPU that supports it, else float32")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="training precision: auto is bf16 on a GPU with native bf16, else fp32; float16 is fp16 "
+        "with DeepSpeed's dynamic loss scaling (GPU only); the precision column records what ran")
     local_files_only: Flag = Field(
         True, description="never download: hub ids must already be in the local Hugging Face cache")
 
