@@ -103,6 +103,7 @@ COMMANDS = (
     (("analyze",), "orchestrator.analysis.cli:add_parser"),
     (("recommend",), "orchestrator.analysis.recommend_cli:add_parser"),
     (("models",), "orchestrator.models_cli:add_parser"),
+    (("doctor",), "orchestrator.doctor:add_parser"),
 )
 
 

@@ -123,7 +123,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # Trials import ray.train before any lorasweep code runs: the V2 flag travels with them.
-    runtime_env = {"env_vars": {"RAY_TRAIN_V2_ENABLED": os.environ["RAY_TRAIN_V2_ENABLED"]}}
+    # Hub tokens reach the trials on every node (gated models); nothing else of the driver's.
+    env = {"RAY_TRAIN_V2_ENABLED": os.environ["RAY_TRAIN_V2_ENABLED"]}
+    env.update({name: os.environ[name] for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(name)})
+    runtime_env = {"env_vars": env}
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
@@ -182,6 +185,9 @@ def run(
     connect(address, num_cpus)
     if on_connected is not None:
         on_connected()
+    from orchestrator.doctor import check_gpus
+
+    check_gpus(spec)  # a GPU request the cluster can never meet: exit 2, not pending forever
     if resume:
         tuner = tune.Tuner.restore(
             path,

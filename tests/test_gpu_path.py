@@ -123,3 +123,39 @@ def test_divergence_on_one_worker_ends_both_at_the_same_step():
         p.join(timeout=60)
     assert results[1] == "non-finite train loss (nan)"
     assert results[0] == "diverged on another worker"  # no hang: both leave the loop together
+
+
+def test_gpu_request_against_nodes_and_autoscaler():
+    from orchestrator.doctor import gpu_problems
+
+    spec = parse_spec({"name": "g", "resources": {"gpus_per_worker": 1}})
+    assert gpu_problems(spec, [0.0, 0.0], []) == [
+        "resources.gpus_per_worker: 1 GPU per worker, but the cluster has no GPUs that could run it: its nodes have "
+        "0, 0 GPUs and its autoscaler can add none; allowed: 0 on this cluster, or a cluster with GPU nodes "
+        "(docs/cluster.md)"]
+    assert gpu_problems(spec, [0.0], [8.0]) == []  # the autoscaler can add a GPU node
+    assert gpu_problems(spec, [1.0], []) == []
+    assert gpu_problems(parse_spec({"name": "c"}), [0.0], []) == []
+
+
+@pytest.mark.slow
+def test_a_gpu_spec_on_this_cpu_cluster_exits_2_naming_it(tmp_path, ray_shutdown, capsys):
+    from orchestrator.cli import main
+
+    code = main(["run", "search_spaces/quickstart.yaml", "--set", "resources.gpus_per_worker=1", "--num-cpus", "2",
+                 "--set", f"results.path={tmp_path / 'r'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the cluster has no GPUs that could run it" in err
+    assert len([line for line in err.splitlines() if line.startswith("lorasweep: error:")]) == 1
+
+
+@pytest.mark.slow
+def test_doctor_prints_its_checks_and_exits_0(ray_shutdown, capsys, monkeypatch):
+    from orchestrator.cli import main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert main(["doctor", "search_spaces/quickstart.yaml", "--set", "model.name=meta-llama/Llama-3.1-8B"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok    ray: 1 node(s)")
+    assert "info  gpu nodes: none; trials run on CPUs (gloo)" in out
+    assert "warn  HF_TOKEN is not set: meta-llama/Llama-3.1-8B" in out
