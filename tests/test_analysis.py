@@ -418,3 +418,17 @@ def test_run_keeps_series_for_every_panel():
                    n_boot=100)
     assert set(analysis.series) == {("miub", "rank"), ("eval_ce", "rank")}
     assert analysis.meta["trials"] == 21 and analysis.meta["rows"] == 42
+
+
+def test_a_rerun_with_append_replaces_its_seeds_instead_of_adding_seeds():
+    import pyarrow as pa
+
+    from orchestrator.analysis.select import reduce_steps
+
+    rows = []
+    for run, offset in (("20260101T000000Z-1", 0.0), ("20260102T000000Z-2", 0.5)):
+        for seed in (0, 1):
+            rows.append({"experiment": "e", "trial_id": f"{run}-{seed}", "step": 10, "seed": seed, "rank": 4,
+                         "config_hash": "abc", "run_id": run, "status": "completed", "eval_ce": 1.0 + offset + seed})
+    reduced = reduce_steps(pa.Table.from_pylist(rows))
+    assert sorted(reduced["eval_ce"].to_pylist()) == [1.5, 2.5]  # two seeds, both from the later run

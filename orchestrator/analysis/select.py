@@ -24,7 +24,7 @@ CONFIG_COLUMNS = ("experiment", "model", "model_params", "trainable_params", "ta
                   "lr", "target_modules")
 # Read whenever present: identity, selection, configuration, and the columns of the
 # agreement (eval_acc) and rsLoRA (eval_ce, rank, scaling) checks.
-OPTIONAL = ("experiment", "status", "attempt", "seed", "config_hash", "eval_acc", "eval_ce",
+OPTIONAL = ("experiment", "status", "attempt", "seed", "config_hash", "run_id", "eval_acc", "eval_ce",
             "rank", "scaling") + CONFIG_COLUMNS
 
 
@@ -196,7 +196,23 @@ def reduce_steps(table: pa.Table, step: str = "final") -> pa.Table:
         order = np.lexsort((s, trial))
     last = _last_per_trial(order, trial)
     reduced = table.take(pa.array(last))
-    return reduced.append_column("config", pa.array(config_keys(reduced)))
+    reduced = reduced.append_column("config", pa.array(config_keys(reduced)))
+    return latest_run_per_seed(reduced)
+
+
+def latest_run_per_seed(table: pa.Table) -> pa.Table:
+    """A configuration's seed run again (``lorasweep run --append``) is the same replicate, not
+    another seed: of the trials sharing (configuration, seed), only the latest run's counts.
+    Run ids start with their UTC start time, so they sort by age."""
+    if "run_id" not in table.column_names or "seed" not in table.column_names or table.num_rows < 2:
+        return table
+    run = np.asarray(pc.fill_null(table["run_id"].cast(pa.string()), "").to_pylist(), dtype=object)
+    if len(set(run)) < 2:
+        return table
+    key = _combine([table["config"].to_numpy(), codes(table["seed"])], table.num_rows)
+    order = sorted(range(table.num_rows), key=lambda i: (key[i], run[i]))
+    keep = [i for n, i in enumerate(order) if n + 1 == len(order) or key[order[n + 1]] != key[i]]
+    return table.take(pa.array(sorted(keep)))
 
 
 def drop_stopped(points: pa.Table) -> tuple[pa.Table, int]:
