@@ -18,7 +18,7 @@ from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
 from orchestrator.experiment import experiment_dir, storage_path
 from orchestrator.search.builders import build_scheduler, build_search_alg
-from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform
+from orchestrator.spec.forms import Choice, Grid, LogRandInt, LogUniform, RandInt, Uniform
 from orchestrator.spec.sections import SweepSpec
 from orchestrator.spec.trial_config import RuntimeSettings
 from orchestrator.spec.trials import axes, config_columns, set_path, trial_template
@@ -42,6 +42,9 @@ def _domain(form, algorithm: str):
         return tune.uniform(*form.uniform)
     if isinstance(form, LogUniform):
         return tune.loguniform(*form.loguniform)
+    if isinstance(form, LogRandInt):
+        lo, hi = form.bounds
+        return tune.lograndint(lo, hi + 1)  # the spec's bounds are inclusive
     if isinstance(form, RandInt):
         lo, hi = form.randint
         return tune.randint(lo, hi + 1)  # the spec's bounds are inclusive
@@ -80,6 +83,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tune
     ``search_alg`` is one already built from ``spec``."""
     trainable = lora_trainable(spec) if trainable is None else tune.with_resources(trainable, trial_resources(spec))
 
+    scheduler = build_scheduler(spec)
     callback = StoreCallback(
         str(Path(spec.results.path).resolve()),
         spec.name,
@@ -88,6 +92,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tune
         static=environment_columns(),
         flush_rows=spec.results.flush_rows,
         flush_seconds=spec.results.flush_seconds,
+        row_columns=getattr(scheduler, "row_columns", None),  # the curve scheduler's predictions
     )
     if search_alg is _UNSET:
         search_alg = build_search_alg(spec)
@@ -96,7 +101,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET) -> tune.Tune
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
-            scheduler=build_scheduler(spec),
+            scheduler=scheduler,
             num_samples=spec.search.num_samples if spec.search.algorithm != "grid" else 1,
             # A search algorithm carries its own ConcurrencyLimiter; Tune's would be ignored.
             max_concurrent_trials=None if search_alg is not None else spec.resources.max_concurrent_trials,

@@ -1,0 +1,122 @@
+"""A saturating power law fitted to one learning curve, and an interval for its end.
+
+The law is ``y(t) = c + a * (t / T) ** -b`` with ``b > 0``: it levels off at ``c`` as ``t``
+grows, and at the horizon ``T`` (the last training step) it equals ``c + a``, which is what a
+scheduler wants to know before ``T`` is reached. For a fixed exponent the law is linear in
+``(c, a)``, so the fit is a least-squares solve per exponent over a fine geometric grid of
+exponents, keeping the one with the smallest squared error: no starting point to guess, no
+iterative optimiser to diverge, and many curves (bootstrap resamples) solved at once.
+
+The interval is a residual bootstrap: the fitted curve plus resampled residuals (rescaled for
+the three fitted parameters) is refitted ``resamples`` times and the spread of the refitted
+ends is the interval. It measures how far the end could move given the scatter around the
+fit; it cannot see a curve leaving the power-law shape later (a sudden drop after a plateau).
+
+Pure numpy and deterministic (a fixed random seed per call), so a decision can be replayed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EXPONENTS = np.geomspace(0.01, 4.0, 120)
+PARAMETERS = 3  # c, a, b
+MIN_POINTS = PARAMETERS + 1  # one residual degree of freedom at least
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``c + a * (t / horizon) ** -b``; its value at the horizon is ``c + a``."""
+
+    c: float
+    a: float
+    b: float
+    horizon: float
+
+    def __call__(self, t) -> np.ndarray:
+        return self.c + self.a * (np.asarray(t, dtype=float) / self.horizon) ** -self.b
+
+    @property
+    def final(self) -> float:
+        return self.c + self.a
+
+
+@dataclass(frozen=True)
+class FinalPrediction:
+    """The fitted curve's value at the horizon, an interval around it, and the bootstrap
+    ends the interval came from (kept so several seeds' predictions can be averaged)."""
+
+    value: float
+    lo: float
+    hi: float
+    law: PowerLaw
+    samples: np.ndarray
+    points: int
+
+
+def fit_power_law(steps, values, horizon: float) -> PowerLaw:
+    """Least-squares saturating power law through (steps, values)."""
+    t, y = _checked(steps, values)
+    c, a, b = _fit_columns(t, y[:, None], float(horizon))
+    return PowerLaw(float(c[0]), float(a[0]), float(b[0]), float(horizon))
+
+
+def predict_final(steps, values, horizon: float, *, interval: float = 0.9, resamples: int = 200,
+                  seed: int = 0) -> FinalPrediction:
+    """The law's value at ``horizon`` with a central ``interval`` from a residual bootstrap.
+
+    A curve that already reached the horizon is its own prediction (a zero-width interval).
+    """
+    t, y = _checked(steps, values)
+    horizon = float(horizon)
+    if t[-1] >= horizon:
+        law = PowerLaw(float(y[-1]), 0.0, 1.0, horizon)
+        return FinalPrediction(law.final, law.final, law.final, law, np.full(resamples, law.final), len(t))
+    law = fit_power_law(t, y, horizon)
+    fitted = law(t)
+    residuals = (y - fitted) * np.sqrt(len(t) / (len(t) - PARAMETERS))
+    rng = np.random.default_rng(seed)
+    resampled = fitted[:, None] + residuals[rng.integers(0, len(t), size=(len(t), resamples))]
+    c, a, _ = _fit_columns(t, resampled, horizon)
+    samples = c + a
+    lo, hi = np.quantile(samples, [(1 - interval) / 2, (1 + interval) / 2])
+    return FinalPrediction(law.final, float(min(lo, law.final)), float(max(hi, law.final)), law, samples, len(t))
+
+
+def mean_prediction(predictions: list[FinalPrediction], interval: float = 0.9) -> tuple[float, float, float]:
+    """(value, lo, hi) of the mean of several curves' ends (one configuration's seeds): the
+    bootstrap ends are averaged resample by resample, so the interval narrows with seeds."""
+    value = float(np.mean([p.value for p in predictions]))
+    samples = np.mean([p.samples for p in predictions], axis=0)
+    lo, hi = np.quantile(samples, [(1 - interval) / 2, (1 + interval) / 2])
+    return value, float(min(lo, value)), float(max(hi, value))
+
+
+def _checked(steps, values) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(steps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    if t.shape != y.shape or t.ndim != 1:
+        raise ValueError(f"steps and values must be two lists of one length, got shapes {t.shape} and {y.shape}")
+    if len(t) < MIN_POINTS:
+        raise ValueError(f"a power law with {PARAMETERS} parameters needs at least {MIN_POINTS} points, got {len(t)}")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(y)) and np.all(t > 0)):
+        raise ValueError("steps must be positive and values finite")
+    order = np.argsort(t)
+    return t[order], y[order]
+
+
+def _fit_columns(t: np.ndarray, ys: np.ndarray, horizon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best (c, a, b) for every column of ``ys`` (points x curves), over the exponent grid."""
+    x = t / horizon
+    count = ys.shape[1]
+    best_sse = np.full(count, np.inf)
+    best = np.zeros((3, count))
+    for b in EXPONENTS:
+        design = np.column_stack([np.ones_like(x), x**-b])
+        coef = np.linalg.pinv(design) @ ys  # 2 x curves
+        sse = ((ys - design @ coef) ** 2).sum(axis=0)
+        better = sse < best_sse
+        best_sse[better] = sse[better]
+        best[0, better], best[1, better], best[2, better] = coef[0, better], coef[1, better], b
+    return best[0], best[1], best[2]
