@@ -17,6 +17,7 @@ Pure numpy and deterministic (a fixed random seed per call), so a decision can b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -108,15 +109,18 @@ def _checked(steps, values) -> tuple[np.ndarray, np.ndarray]:
 
 def _fit_columns(t: np.ndarray, ys: np.ndarray, horizon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best (c, a, b) for every column of ``ys`` (points x curves), over the exponent grid."""
-    x = t / horizon
-    count = ys.shape[1]
-    best_sse = np.full(count, np.inf)
-    best = np.zeros((3, count))
-    for b in EXPONENTS:
-        design = np.column_stack([np.ones_like(x), x**-b])
-        coef = np.linalg.pinv(design) @ ys  # 2 x curves
-        sse = ((ys - design @ coef) ** 2).sum(axis=0)
-        better = sse < best_sse
-        best_sse[better] = sse[better]
-        best[0, better], best[1, better], best[2, better] = coef[0, better], coef[1, better], b
-    return best[0], best[1], best[2]
+    designs, solvers = _designs(tuple(t / horizon))
+    coef = solvers @ ys  # exponents x 2 x curves
+    sse = ((ys[None] - designs @ coef) ** 2).sum(axis=1)  # exponents x curves
+    best = np.argmin(sse, axis=0)
+    columns = np.arange(ys.shape[1])
+    return coef[best, 0, columns], coef[best, 1, columns], EXPONENTS[best]
+
+
+@lru_cache(maxsize=256)
+def _designs(x: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Per exponent, the design matrix [1, x^-b] and its pseudo-inverse (curves evaluated at
+    the same steps share them)."""
+    x = np.asarray(x)
+    designs = np.stack([np.column_stack([np.ones_like(x), x**-b]) for b in EXPONENTS])
+    return designs, np.linalg.pinv(designs)
