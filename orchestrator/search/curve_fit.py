@@ -7,10 +7,11 @@ scheduler wants to know before ``T`` is reached. For a fixed exponent the law is
 exponents, keeping the one with the smallest squared error: no starting point to guess, no
 iterative optimiser to diverge, and many curves (bootstrap resamples) solved at once.
 
-The interval is a residual bootstrap: the fitted curve plus resampled residuals (rescaled for
-the three fitted parameters) is refitted ``resamples`` times and the spread of the refitted
-ends is the interval. It measures how far the end could move given the scatter around the
-fit; it cannot see a curve leaving the power-law shape later (a sudden drop after a plateau).
+The interval is a parametric bootstrap: the fitted curve plus Gaussian noise at the curve's
+own noise level (:func:`noise_level`) is refitted ``resamples`` times and the spread of the
+refitted ends is the interval. It measures how far the end could move given the scatter of
+the points; it cannot see a curve leaving the power-law shape later (a sudden drop after a
+plateau).
 
 Pure numpy and deterministic (a fixed random seed per call), so a decision can be replayed.
 """
@@ -59,13 +60,23 @@ class FinalPrediction:
 def fit_power_law(steps, values, horizon: float) -> PowerLaw:
     """Least-squares saturating power law through (steps, values)."""
     t, y = _checked(steps, values)
-    c, a, b = _fit_columns(t, y[:, None], float(horizon))
-    return PowerLaw(float(c[0]), float(a[0]), float(b[0]), float(horizon))
+    _, _, b = _fit_columns(t, y[:, None], float(horizon))
+    i = int(np.searchsorted(EXPONENTS, b[0]))  # refine between the grid neighbours
+    fine = np.geomspace(EXPONENTS[max(i - 1, 0)], EXPONENTS[min(i + 1, len(EXPONENTS) - 1)], 41)
+    x = t / float(horizon)
+    best = None
+    for exponent in fine:
+        design = np.column_stack([np.ones_like(x), x**-exponent])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        sse = float(((y - design @ coef) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, coef[0], coef[1], exponent)
+    return PowerLaw(float(best[1]), float(best[2]), float(best[3]), float(horizon))
 
 
 def predict_final(steps, values, horizon: float, *, interval: float = 0.9, resamples: int = 200,
                   seed: int = 0) -> FinalPrediction:
-    """The law's value at ``horizon`` with a central ``interval`` from a residual bootstrap.
+    """The law's value at ``horizon`` with a central ``interval`` from a parametric bootstrap.
 
     A curve that already reached the horizon is its own prediction (a zero-width interval).
     """
@@ -76,13 +87,24 @@ def predict_final(steps, values, horizon: float, *, interval: float = 0.9, resam
         return FinalPrediction(law.final, law.final, law.final, law, np.full(resamples, law.final), len(t))
     law = fit_power_law(t, y, horizon)
     fitted = law(t)
-    residuals = (y - fitted) * np.sqrt(len(t) / (len(t) - PARAMETERS))
+    sigma = noise_level(t, y, fitted)
     rng = np.random.default_rng(seed)
-    resampled = fitted[:, None] + residuals[rng.integers(0, len(t), size=(len(t), resamples))]
+    resampled = fitted[:, None] + rng.normal(0.0, sigma, size=(len(t), resamples))
     c, a, _ = _fit_columns(t, resampled, horizon)
     samples = c + a
     lo, hi = np.quantile(samples, [(1 - interval) / 2, (1 + interval) / 2])
     return FinalPrediction(law.final, float(min(lo, law.final)), float(max(hi, law.final)), law, samples, len(t))
+
+
+def noise_level(t: np.ndarray, y: np.ndarray, fitted: np.ndarray) -> float:
+    """The scatter of a curve's points around its trend: the larger of the fit's residual
+    standard deviation (for its degrees of freedom) and the one implied by second differences
+    of successive points (var(y[i+1] - 2 y[i] + y[i-1]) = 6 sigma^2 plus curvature). With few
+    points the residuals of a 3-parameter fit are nearly zero whatever the noise; the second
+    differences still see it (and overstate it where the curve bends: a wider, safer interval)."""
+    residual = float(np.sqrt(((y - fitted) ** 2).sum() / (len(t) - PARAMETERS)))
+    second = np.diff(y, 2)
+    return max(residual, float(np.sqrt(np.mean(second**2) / 6.0)) if len(second) else 0.0)
 
 
 def mean_prediction(predictions: list[FinalPrediction], interval: float = 0.9) -> tuple[float, float, float]:

@@ -148,7 +148,7 @@ class SchedulerSpec(_Strict):
     min_samples: PosInt = Field(
         3, description="median: other trials that must have reached a step before the median is trusted")
     interval: Annotated[Real, Field(gt=0, lt=1)] = Field(
-        0.9, description="curve: coverage of the predicted final value's interval (bootstrap over the fit's residuals)")
+        0.9, description="curve: coverage of the predicted final value's interval (a bootstrap at the curve's noise level)")
     min_points: Annotated[int, Field(strict=True, ge=4)] = Field(
         4, description="curve: evaluations a curve needs before it is fitted (the law has 3 parameters)")
     metric: str = Field("eval_ce", description="what the scheduler compares")
