@@ -157,8 +157,9 @@ def _scheduler_problems(spec) -> list[str]:
             problems.append(
                 f"scheduler.min_points: {s.min_points} evaluations are needed before a curve is fitted, but "
                 f"only {len(before)} come before train.steps ({steps}) with train.eval_every {spec.train.eval_every}, "
-                f"so the curve scheduler could never stop a trial; allowed: 4..{max(len(before), 4)}, "
-                f"or a smaller train.eval_every"
+                f"so the curve scheduler could never stop a trial; allowed: "
+                + (f"4..{len(before)}, a smaller scheduler.grace_period or " if len(before) >= 4 else "")
+                + f"a smaller train.eval_every"
             )
     return problems
 

@@ -96,6 +96,7 @@ class SeedReplicator(Searcher):
             return
         if result and not error:
             self._record(group, trial_id, result)  # Tune does not pass a stopping result to on_trial_result
+            self._forward(group)
         if error or (result and result.get("diverged")):
             outcome = "error"
         elif not result or (result.get("step") or 0) < self.steps:
