@@ -153,3 +153,31 @@ def test_every_configuration_that_ran_has_its_values_in_the_study(tmp_path, metr
         assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in trials)
         assert trials[2].values == pytest.approx([2 + 0.5 + 0.4, 0.05]) and trials[2].user_attrs["stopped_at_step"] == 40
         assert trials[1].values == pytest.approx([1 + 0.5 + 0.6, 0.05]) and "stopped_at_step" not in trials[1].user_attrs
+
+
+@pytest.mark.slow
+def test_curve_scheduler_predictions_reach_the_stored_rows(tmp_path, ray_shutdown):
+    """A good learning rate, then hopeless ones: the curve scheduler stops those, and every
+    row it predicted for carries the prediction; the stopping row says why."""
+    from pathlib import Path
+
+    from orchestrator.store import read_results
+
+    results = tmp_path / "results"
+    spec = Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart.yaml"
+    code = main([
+        "run", str(spec), "--set", "train.steps=12", "--set", "train.eval_every=2", "--set", "data.train_size=128",
+        "--set", "data.eval_size=32", "--set", "lora.rank=8", "--set", "lora.scaling=standard",
+        "--set", "train.lr={grid: [3e-2, 1e-7, 1e-7]}", "--set", "resources.max_concurrent_trials=1",
+        "--set", "metrics.miub.enabled=false", "--set", "scheduler={type: curve, grace_period: 4}",
+        "--set", f"results.path={results}", "--num-cpus", "2",
+    ])
+    assert code == 0
+    rows = read_results(results).to_pylist()
+    predicted = [r for r in rows if r["curve_pred"] is not None]
+    assert predicted and all(r["curve_lo"] <= r["curve_pred"] <= r["curve_hi"] for r in predicted)
+    assert all(r["step"] >= 8 for r in predicted)  # four evaluations (2, 4, 6, 8) before the first fit
+    stopped = [r for r in rows if r["status"] == "stopped"]
+    assert stopped and all(r["lr"] == pytest.approx(1e-7) for r in stopped)
+    assert all(r["stop_reason"].startswith("curve: ") for r in stopped)
+    assert all(r["stop_reason"] is None for r in rows if r["status"] != "stopped")
