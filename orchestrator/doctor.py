@@ -141,7 +141,7 @@ def cmd_doctor(args) -> int:
         from orchestrator.spec import load_spec
 
         spec = load_spec(args.spec, args.overrides)
-    from orchestrator.sweep import connect
+    from orchestrator.connection import connect
 
     connect(args.address)
     lines = report_lines(spec)

@@ -6,7 +6,11 @@ per configuration and the Optuna study it would add to; both print the scheduler
 from __future__ import annotations
 
 from orchestrator.experiment import study_file, study_name
-from orchestrator.search.rules import SEED_PATH, asha_rungs, form_name, objectives, replicate_seeds, search_axes
+from orchestrator.search.rules import (
+    SEED_PATH, asha_rungs, curve_decision_steps, form_name, form_values, hyperband_brackets, objectives,
+    replicate_seeds, search_axes,
+)
+from orchestrator.spec.forms import LogRandInt, PowersOfTwo
 from orchestrator.spec.sections import SweepSpec
 from orchestrator.table import format_table
 from orchestrator.spec.trials import config_columns, expand_grid, get_path, trial_template
@@ -58,13 +62,21 @@ def _sampled_plan(spec: SweepSpec) -> list[str]:
     found = [(p, f) for p, f in search_axes(spec) if not (seeds and p == SEED_PATH)]
     width = max((len(p) for p, _ in found), default=0)
     for path, form in found:
-        lines.append(f"  {path.ljust(width)}  {form_name(form)} {list(getattr(form, form_name(form)))}")
+        lines.append(f"  {path.ljust(width)}  {form_name(form)} {form_values(form)}{_form_note(form)}")
     if not found:
         lines.append("  (no axes: every sample runs the same configuration)")
     lines.append("fixed: " + _fixed(spec, {p for p, _ in search_axes(spec)}))
     if search.algorithm == "optuna":
         lines.append(_study_line(spec))
     return lines
+
+
+def _form_note(form) -> str:
+    if isinstance(form, PowersOfTwo):
+        return f" (a choice over {', '.join(map(str, form.choice))})"
+    if isinstance(form, LogRandInt):
+        return " (integers, log-uniform)"
+    return ""
 
 
 def _objective(spec: SweepSpec) -> str:
@@ -98,14 +110,41 @@ def _scheduler_line(spec: SweepSpec) -> str:
     s, steps = spec.scheduler, spec.train.steps
     if s.type == "fifo":
         return f"scheduler: fifo (every trial runs to step {steps})"
-    rungs = [r for r in asha_rungs(spec) if r < steps]
-    evals = sorted({_first_eval_at(r, spec.train.eval_every, steps) for r in rungs})
-    at_evals = "" if evals == rungs else f" (at the evaluations of steps {_join(evals)})"
+    kept = "a stopped trial keeps its rows, the last with status 'stopped'"
+    on = f"scheduler: {s.type} on {s.metric} ({s.mode})"
+    if s.type == "asha":
+        rungs = [r for r in asha_rungs(spec) if r < steps]
+        return (
+            f"{on}, grace period {s.grace_period} steps, reduction factor {s.reduction_factor:g}, max {steps} "
+            f"steps: trials compared at steps {_join(rungs)}{_at_evaluations(rungs, spec)}; {kept}"
+        )
+    if s.type == "hyperband":
+        brackets = "; ".join(
+            f"{n} trials halved at steps {_join(halvings)}{_at_evaluations(halvings, spec)}" if halvings
+            else f"{n} trials run to the end"
+            for n, halvings in hyperband_brackets(spec)
+        )
+        return (
+            f"{on}, reduction factor {s.reduction_factor:g}, max {steps} steps, synchronous (trials pause at "
+            f"milestones until their bracket catches up): brackets {brackets}; {kept}"
+        )
+    if s.type == "median":
+        return (
+            f"{on}, grace period {s.grace_period} steps: from then on a trial whose best value is worse than the median "
+            f"of the others' running means (once {s.min_samples} others reached that step) is stopped; {kept}"
+        )
+    decisions = curve_decision_steps(spec)
     return (
-        f"scheduler: asha on {s.metric} ({s.mode}), grace period {s.grace_period} steps, reduction factor "
-        f"{s.reduction_factor:g}, max {steps} steps: trials compared at steps {_join(rungs)}{at_evals}; "
-        f"a stopped trial keeps its rows, the last with status 'stopped'"
+        f"{on}: c + a * step^-b fitted to each configuration's seed-mean curve at steps {_join(decisions)} "
+        f"(grace period {s.grace_period}, at least {s.min_points} evaluations); stopped when even the optimistic end of "
+        f"its {s.interval:.0%} interval for step {steps} is worse than the best configuration's pessimistic end; "
+        f"{kept} and its prediction (curve_pred, curve_lo, curve_hi, stop_reason)"
     )
+
+
+def _at_evaluations(rungs: list, spec: SweepSpec) -> str:
+    evals = sorted({_first_eval_at(r, spec.train.eval_every, spec.train.steps) for r in rungs})
+    return "" if evals == rungs else f" (at the evaluations of steps {_join(evals)})"
 
 
 def _concurrency_line(spec: SweepSpec) -> str:

@@ -14,11 +14,12 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from orchestrator.connection import connect
 from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
 from orchestrator.experiment import experiment_dir, storage_path
 from orchestrator.search.builders import build_scheduler, build_search_alg
-from orchestrator.spec.forms import Choice, Grid, LogUniform, RandInt, Uniform
+from orchestrator.spec.forms import Choice, Grid, LogRandInt, LogUniform, RandInt, Uniform
 from orchestrator.spec.sections import SweepSpec
 from orchestrator.spec.trial_config import RuntimeSettings
 from orchestrator.spec.trials import axes, config_columns, set_path, trial_template
@@ -42,6 +43,9 @@ def _domain(form, algorithm: str):
         return tune.uniform(*form.uniform)
     if isinstance(form, LogUniform):
         return tune.loguniform(*form.loguniform)
+    if isinstance(form, LogRandInt):
+        lo, hi = form.bounds
+        return tune.lograndint(lo, hi + 1)  # the spec's bounds are inclusive
     if isinstance(form, RandInt):
         lo, hi = form.randint
         return tune.randint(lo, hi + 1)  # the spec's bounds are inclusive
@@ -80,6 +84,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
     ``search_alg`` is one already built from ``spec``."""
     trainable = lora_trainable(spec) if trainable is None else tune.with_resources(trainable, trial_resources(spec))
 
+    scheduler = build_scheduler(spec)
     callback = StoreCallback(
         str(Path(spec.results.path).resolve()),
         spec.name,
@@ -88,6 +93,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
         static={**environment_columns(), "run_id": run_id},
         flush_rows=spec.results.flush_rows,
         flush_seconds=spec.results.flush_seconds,
+        row_columns=getattr(scheduler, "row_columns", None),  # the curve scheduler's predictions
     )
     if search_alg is _UNSET:
         search_alg = build_search_alg(spec)
@@ -96,7 +102,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
-            scheduler=build_scheduler(spec),
+            scheduler=scheduler,
             num_samples=spec.search.num_samples if spec.search.algorithm != "grid" else 1,
             # A search algorithm carries its own ConcurrencyLimiter; Tune's would be ignored.
             max_concurrent_trials=None if search_alg is not None else spec.resources.max_concurrent_trials,
@@ -112,25 +118,6 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
             verbose=1,
         ),
     )
-
-
-def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Embedded Ray by default; ``auto`` or ``ray://host:10001`` joins a cluster."""
-    # Every evaluation checkpoints, so Tune snapshots the experiment often (num_to_keep forces
-    # it) and would warn about that on every snapshot; the snapshots are what keeps rows safe.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # Trials import ray.train before any lorasweep code runs: the V2 flag travels with them.
-    # Hub tokens reach the trials on every node (gated models); nothing else of the driver's.
-    env = {"RAY_TRAIN_V2_ENABLED": os.environ["RAY_TRAIN_V2_ENABLED"]}
-    env.update({name: os.environ[name] for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if os.environ.get(name)})
-    runtime_env = {"env_vars": env}
-    if address:
-        ray.init(address=address, runtime_env=runtime_env)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
 
 
 def _trial_dirname(trial) -> str:

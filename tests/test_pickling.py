@@ -14,13 +14,13 @@ import pytest
 import ray.cloudpickle
 
 from orchestrator.search.samplers import SAMPLERS, make_sampler
-from orchestrator.search.builders import build_search_alg
+from orchestrator.search.builders import build_scheduler, build_search_alg
 from orchestrator.spec import load_spec
 from orchestrator.experiment import experiment_dir
 from orchestrator.sweep import build_tuner
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "search_spaces").glob("*.yaml"))
-SCHEDULERS = ("fifo", "asha")
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "curve")
 
 
 def trivial(config):
@@ -39,8 +39,10 @@ def variants():
                     sets.append(f"search.sampler={sampler}")
                     if sampler != "cmaes":  # CMA-ES optimises one metric
                         sets.append("search.metric=[eval_ce, miub]")
-                if scheduler == "asha":
+                if scheduler in ("asha", "median", "curve"):
                     sets.append("scheduler.grace_period=1")
+                if scheduler == "curve":  # four evaluations before the last step to fit a curve
+                    sets.append("train.eval_every=1")
                 yield pytest.param(path, sets, id=f"{path.stem}-{sampler or 'none'}-{scheduler}")
 
 
@@ -50,6 +52,8 @@ def test_tuner_and_searcher_pickle(path, sets, tmp_path):
     search_alg = build_search_alg(spec)
     build_tuner(spec, trainable=trivial, search_alg=search_alg)  # writes tuner.pkl
     assert (Path(experiment_dir(spec)) / "tuner.pkl").is_file()
+    scheduler = build_scheduler(spec)
+    assert type(pickle.loads(ray.cloudpickle.dumps(scheduler))) is type(scheduler)
     if search_alg is not None:
         restored = pickle.loads(ray.cloudpickle.dumps(search_alg))
         assert type(restored) is type(search_alg)

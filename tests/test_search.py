@@ -280,6 +280,7 @@ def test_optuna_sweep_adds_to_its_study_across_runs(tmp_path, ray_shutdown, caps
     study = load_study(results, "optuna-rank-alpha")
     first = [t for t in study.trials]
     assert len(first) == 2 and all(t.state.name in ("COMPLETE", "PRUNED") for t in first)
+    assert all(t.value is not None and t.intermediate_values for t in first)  # stopped ones too
     assert set(first[0].params) == {"lora/rank", "lora/alpha", "lora/scaling"}
 
     rows = read_results(results, filter=pc.field("experiment") == "optuna-rank-alpha").to_pylist()

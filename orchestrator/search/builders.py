@@ -4,11 +4,13 @@
 - ``random``: ``num_samples`` independent draws; with a ``train.seed`` grid each draw runs
   once per seed (see ``orchestrator.search.seeds``).
 - ``optuna``: Ray's ``OptunaSearch`` with a TPE, CMA-ES or NSGA-II sampler, one Optuna trial
-  per configuration (the mean over its seeds). The study lives in a journal file in the
+  per configuration (the mean over its seeds, with the seeds' mean at every evaluation as
+  intermediate values). The study lives in a journal file in the
   experiment directory, named after the sweep, so ``--resume`` and later runs of the same
   spec add to it instead of starting over.
 - ``law``: :class:`~orchestrator.search.law_searcher.LawSearcher`, seed-averaged like Optuna.
-- ``fifo`` runs every trial to its last step; ``asha`` stops weak trials at rungs counted in
+- ``fifo`` runs every trial to its last step; ``asha``, ``hyperband`` and ``median`` are
+  Tune's schedulers and ``curve`` extrapolates each configuration's curve; all count time in
   optimizer steps (the trainable reports ``step``), with ``max_t = train.steps``.
 
 Ray and Optuna are imported inside the builders: ``validate`` and ``--dry-run`` stay light.
@@ -52,16 +54,15 @@ def build_search_alg(spec: SweepSpec):
 
 def optuna_searcher(spec: SweepSpec):
     """Ray's OptunaSearch on a journal-file study that outlives the run."""
-    from ray.tune.search.optuna import OptunaSearch
-
     from orchestrator.search.samplers import make_sampler
+    from orchestrator.search.study_search import StudySearch
     from orchestrator.search.study import open_storage, prepare_study
 
     metrics, modes = objectives(spec)
     storage = open_storage(study_file(spec))
     prepare_study(storage, study_name(spec), metrics, modes)
     single = len(metrics) == 1
-    return OptunaSearch(
+    return StudySearch(
         metric=metrics[0] if single else metrics,
         mode=modes[0] if single else modes,
         sampler=make_sampler(spec.search.sampler),
@@ -71,19 +72,24 @@ def optuna_searcher(spec: SweepSpec):
 
 
 def build_scheduler(spec: SweepSpec):
-    """ASHA compares trials on ``step`` (reported with every evaluation), so
-    ``grace_period`` is in optimizer steps and a rung takes effect at the first evaluation
-    at or past it."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    """Every scheduler compares trials on ``step`` (reported with every evaluation), so its
+    times are optimizer steps and a rung or milestone takes effect at the first evaluation at
+    or past it. ``curve`` is :class:`orchestrator.search.curve_scheduler.CurveScheduler`."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
 
-    s = spec.scheduler
+    s, steps = spec.scheduler, spec.train.steps
     if s.type == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="step",
-        metric=s.metric,
-        mode=s.mode,
-        max_t=spec.train.steps,
-        grace_period=s.grace_period,
-        reduction_factor=s.reduction_factor,
-    )
+    if s.type == "asha":
+        return ASHAScheduler(time_attr="step", metric=s.metric, mode=s.mode, max_t=steps,
+                             grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    if s.type == "hyperband":
+        return HyperBandScheduler(time_attr="step", metric=s.metric, mode=s.mode, max_t=steps,
+                                  reduction_factor=s.reduction_factor)
+    if s.type == "median":
+        return MedianStoppingRule(time_attr="step", metric=s.metric, mode=s.mode,
+                                  grace_period=s.grace_period, min_samples_required=s.min_samples)
+    from orchestrator.search.curve_scheduler import CurveScheduler
+
+    return CurveScheduler(metric=s.metric, mode=s.mode, max_t=steps, grace_period=s.grace_period,
+                          min_points=s.min_points, interval=s.interval)

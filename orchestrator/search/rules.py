@@ -8,21 +8,33 @@ objects from the same helpers, so what is validated is what runs.
 from __future__ import annotations
 
 import math
-from orchestrator.spec.forms import Grid, LogUniform, RandInt, Uniform
+from orchestrator.spec.forms import Grid, LogUniform, PowersOfTwo, RandInt, Uniform, _Range, form_of
 
 # Numbers the trainable reports at every evaluation that a search or a scheduler can rank.
 REPORTED_METRICS = ("eval_ce", "eval_ppl", "eval_acc", "miub", "train_loss")
 SEED_PATH = "train.seed"
-RANGE_FORMS = (Uniform, LogUniform, RandInt)
+RANGE_FORMS = (Uniform, LogUniform, RandInt)  # RandInt covers lograndint
+SCHEDULERS = ("fifo", "asha", "hyperband", "median", "curve")
+GRACE_SCHEDULERS = ("asha", "median", "curve")  # the ones that take a grace period
 
 
 def form_name(form) -> str:
-    return next(iter(type(form).model_fields))
+    """The form's YAML key: ``grid``, ``choice``, ``uniform``, ``lograndint``, ``pow2``, ..."""
+    return form_of(form)
+
+
+def form_values(form) -> list:
+    """The list written after the form's key (a pow2 choice gives its two ends)."""
+    if isinstance(form, PowersOfTwo):
+        return [form.choice[0], form.choice[-1]]
+    if isinstance(form, _Range):
+        return list(form.bounds)
+    return list(form.grid if isinstance(form, Grid) else form.choice)
 
 
 def form_text(form) -> str:
     """A value form as written in YAML, e.g. ``{uniform: [1.0, 64.0]}``."""
-    return f"{{{form_name(form)}: {list(getattr(form, form_name(form)))}}}"
+    return f"{{{form_name(form)}: {form_values(form)}}}"
 
 
 def search_axes(spec) -> list[tuple[str, object]]:
@@ -124,14 +136,65 @@ def _objective_problems(spec) -> list[str]:
 
 
 def _scheduler_problems(spec) -> list[str]:
-    s = spec.scheduler
-    problems = _metric_name_problems("scheduler.metric", [s.metric], spec, used=s.type == "asha")
-    if s.type == "asha" and s.grace_period >= spec.train.steps:
+    s, steps = spec.scheduler, spec.train.steps
+    problems = _metric_name_problems("scheduler.metric", [s.metric], spec, used=s.type != "fifo")
+    name = {"asha": "ASHA", "median": "the median stopping rule", "curve": "the curve scheduler"}.get(s.type)
+    if s.type in GRACE_SCHEDULERS and s.grace_period >= steps:
         problems.append(
-            f"scheduler.grace_period: {s.grace_period} is not less than train.steps ({spec.train.steps}), "
-            f"so ASHA could never stop a trial; allowed: 1..{spec.train.steps - 1} (in optimizer steps)"
+            f"scheduler.grace_period: {s.grace_period} is not less than train.steps ({steps}), "
+            f"so {name} could never stop a trial; allowed: 1..{steps - 1} (in optimizer steps)"
         )
+    if s.type == "hyperband" and s.reduction_factor >= steps:
+        problems.append(
+            f"scheduler.reduction_factor: {s.reduction_factor:g} is not less than train.steps ({steps}), "
+            f"so HyperBand would have one bracket that runs every trial to the end; allowed: "
+            f"more than 1, less than {steps}"
+        )
+    if s.type == "curve":
+        usable = len(curve_decision_steps(spec))
+        before = [e for e in evaluation_steps(spec) if e < steps]
+        if not usable:
+            problems.append(
+                f"scheduler.min_points: {s.min_points} evaluations are needed before a curve is fitted, but "
+                f"only {len(before)} come before train.steps ({steps}) with train.eval_every {spec.train.eval_every}, "
+                f"so the curve scheduler could never stop a trial; allowed: "
+                + (f"4..{len(before)}, a smaller scheduler.grace_period or " if len(before) >= 4 else "")
+                + f"a smaller train.eval_every"
+            )
     return problems
+
+
+def evaluation_steps(spec) -> list[int]:
+    """Steps at which a trial evaluates (and reports): multiples of eval_every, and the last."""
+    every, steps = spec.train.eval_every, spec.train.steps
+    return sorted(set(range(every, steps + 1, every)) | {steps})
+
+
+def curve_decision_steps(spec) -> list[int]:
+    """Evaluations at which the curve scheduler can stop a trial: at or past the grace period,
+    with ``min_points`` evaluations so far, before the last step."""
+    s, steps = spec.scheduler, spec.train.steps
+    evals = evaluation_steps(spec)
+    return [e for n, e in enumerate(evals, 1) if e < steps and e >= s.grace_period and n >= s.min_points]
+
+
+def hyperband_brackets(spec) -> list[tuple[int, list[int]]]:
+    """Ray's HyperBand brackets in the order it fills them: (trials, steps at which they are
+    halved). Bracket s holds ceil(B / (s+1) * eta**s) trials, B = round(log(max_t)/log(eta)) + 1,
+    starts with int(max_t / eta**s) steps and halves s times, multiplying by eta each time."""
+    eta, max_t = spec.scheduler.reduction_factor, spec.train.steps
+    count = int(round(math.log(max_t) / math.log(eta))) + 1
+    brackets = []
+    for s in range(count):
+        r = int(max_t * eta**-s)
+        if r == 0:
+            continue
+        halvings = []
+        for _ in range(s):
+            halvings.append(r)
+            r = int(min(r * eta, max_t))
+        brackets.append((int(math.ceil(count / (s + 1) * eta**s)), halvings))
+    return brackets
 
 
 def _metric_name_problems(field: str, metrics: list[str], spec, *, used: bool) -> list[str]:

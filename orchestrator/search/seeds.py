@@ -2,16 +2,21 @@
 
 A searcher that learns from results (Optuna) must see one objective per configuration, not
 one per seed, or it would chase seed noise. :class:`SeedReplicator` asks its inner searcher
-for a configuration, hands it out once per seed (only ``train.seed`` differs), and when every
-seed has finished tells the inner searcher the mean of the seeds' final metrics:
+for a configuration and hands it out once per seed (only ``train.seed`` differs).
 
-- all seeds ran to ``train.steps``: the mean of each metric (a NaN mean makes Optuna mark
-  the configuration failed);
+Every evaluation step that all of a configuration's seeds have reported is forwarded to the
+inner searcher once, as the seeds' mean (Optuna records it as an intermediate value at that
+optimizer step). When every seed has finished the inner searcher is told:
+
+- all seeds ran to ``train.steps``: the mean of each metric's final value (a NaN mean makes
+  Optuna mark the configuration failed);
 - some seed errored (after its retries) or diverged: the configuration is reported as an error;
-- otherwise some seed was stopped early by the scheduler: reported with no value (Optuna:
-  pruned), since means over different step counts are not comparable.
-
-Intermediate results are not forwarded: the seeds share one inner trial.
+- otherwise some seed was stopped early by the scheduler. With one metric it is reported with
+  no value, which Optuna records as PRUNED with its last intermediate value, the seeds' mean
+  at the last step they all reached: TPE ranks pruned trials by how far they got and that
+  value. Optuna keeps no intermediate values for several metrics, so there the means at that
+  step are reported as the values (COMPLETE). Either way the study trial carries the user
+  attribute ``stopped_at_step``.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class _Group:
     seeds: list[int]
     trials: list[str] = field(default_factory=list)
     outcomes: dict[str, tuple[str, dict | None]] = field(default_factory=dict)
+    curves: dict[str, dict[int, dict]] = field(default_factory=dict)  # trial -> step -> metrics
+    forwarded: list[int] = field(default_factory=list)  # steps told to the inner searcher, in order
 
     def full(self) -> bool:
         return len(self.trials) >= len(self.seeds)
@@ -78,13 +85,18 @@ class SeedReplicator(Searcher):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        pass  # seeds share one inner trial; only the mean of final results is reported
+        group = self._group(trial_id)
+        if group is not None and result:
+            self._record(group, trial_id, result)
+            self._forward(group)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        key = self._group_of.get(trial_id)
-        if key is None or key not in self._groups:
+        group = self._group(trial_id)
+        if group is None:
             return
-        group = self._groups[key]
+        if result and not error:
+            self._record(group, trial_id, result)  # Tune does not pass a stopping result to on_trial_result
+            self._forward(group)
         if error or (result and result.get("diverged")):
             outcome = "error"
         elif not result or (result.get("step") or 0) < self.steps:
@@ -96,12 +108,44 @@ class SeedReplicator(Searcher):
         if group.done():
             self._report(group)
 
+    def _group(self, trial_id: str) -> _Group | None:
+        key = self._group_of.get(trial_id)
+        return self._groups.get(key) if key is not None else None
+
+    def _record(self, group: _Group, trial_id: str, result: dict) -> None:
+        step = result.get("step")
+        if isinstance(step, (int, float)) and not result.get("diverged"):
+            group.curves.setdefault(trial_id, {})[int(step)] = {n: result.get(n) for n in _names(self.metric)}
+
+    def _common_steps(self, group: _Group) -> list[int]:
+        """Steps every seed of the configuration has reported (all seeds must have started)."""
+        if len(group.curves) < len(group.seeds):
+            return []
+        return sorted(set.intersection(*(set(curve) for curve in group.curves.values())))
+
+    def _forward(self, group: _Group) -> None:
+        """Tell the inner searcher the seeds' mean at every step they all reached, once, in order."""
+        for step in self._common_steps(group):
+            if group.forwarded and step <= group.forwarded[-1]:
+                continue
+            means = mean_metrics([curve[step] for curve in group.curves.values()], self.metric)
+            if all(isinstance(v, float) and math.isfinite(v) for v in means.values()):
+                self.searcher.on_trial_result(group.key, {**means, "step": step, "training_iteration": step})
+                group.forwarded.append(step)
+
     def _report(self, group: _Group) -> None:
         outcomes = [outcome for outcome, _ in group.outcomes.values()]
         if "error" in outcomes:
             self.searcher.on_trial_complete(group.key, result=None, error=True)
         elif "stopped" in outcomes:
-            self.searcher.on_trial_complete(group.key, result=None, error=False)
+            self._forward(group)
+            last = group.forwarded[-1] if group.forwarded else None
+            _note(self.searcher, group.key, {"stopped_at_step": last, "seeds": len(group.seeds)})
+            if len(_names(self.metric)) > 1 and last is not None:
+                means = mean_metrics([curve[last] for curve in group.curves.values()], self.metric)
+                self.searcher.on_trial_complete(group.key, result=means)
+            else:  # Optuna: PRUNED, its value the last intermediate one
+                self.searcher.on_trial_complete(group.key, result=None, error=False)
         else:
             results = [result for _, result in group.outcomes.values()]
             self.searcher.on_trial_complete(group.key, result=mean_metrics(results, self.metric))
@@ -145,6 +189,13 @@ class PerConfigurationSearch(SearchGenerator):
     def add_configurations(self, experiments) -> None:
         super().add_configurations(experiments)
         self._total_samples *= self.trials_per_sample
+
+
+def _note(searcher: Searcher, key: str, attributes: dict) -> None:
+    """User attributes for the inner searcher's trial, where it keeps them (Optuna)."""
+    note = getattr(searcher, "set_trial_attributes", None)
+    if note is not None:
+        note(key, attributes)
 
 
 def _names(metric: str | list[str] | None) -> list[str]:

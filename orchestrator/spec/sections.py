@@ -17,6 +17,8 @@ from orchestrator.spec.forms import (
     FLOAT32_TINY,
     INT_RANGES,
     REAL_RANGES,
+    SEED_RANGES,
+    SIZE_RANGES,
     NonNegFloat,
     NonNegInt,
     PosFloat,
@@ -65,7 +67,7 @@ class DataSpec(_Strict):
 
     task: Searchable(str) = Field(
         "synthetic/kv-recall", description="a synthetic task (`synthetic/kv-recall`, ...), `hf:<dataset>` or `file:<path>`")
-    train_size: Searchable(PosInt, ranges=INT_RANGES) = Field(2000, description="training examples")
+    train_size: Searchable(PosInt, ranges=SIZE_RANGES) = Field(2000, description="training examples")
     eval_size: PosInt = Field(256, description="evaluation examples (split evenly across workers)")
     complexity: Searchable(PosInt, ranges=INT_RANGES) = Field(
         4, description="the synthetic task's difficulty knob (pairs, modulus, states)")
@@ -80,7 +82,7 @@ class DataSpec(_Strict):
 class LoraSpec(_Strict):
     """The PEFT LoRA adapter: rank, alpha, scaling rule and targets."""
 
-    rank: Searchable(PosInt, ranges=INT_RANGES) = Field(8, description="LoRA rank r")
+    rank: Searchable(PosInt, ranges=SIZE_RANGES) = Field(8, description="LoRA rank r")
     alpha: Searchable(PosFloat, ranges=REAL_RANGES) = Field(16.0, description="LoRA alpha")
     scaling: Searchable(Scaling) = Field(
         "standard", description="standard multiplies B A x by alpha/r, rslora by alpha/sqrt(r)")
@@ -97,7 +99,7 @@ class TrainSpec(_Strict):
     batch_size: PosInt = Field(16, description="global batch in sequences (split evenly across workers)")
     seq_len: PosInt = Field(64, description="tokens per sequence (prompt + answer, padded)")
     eval_every: PosInt = Field(50, description="evaluate (and checkpoint) every this many steps, and at the last")
-    seed: Searchable(NonNegInt, ranges=INT_RANGES) = Field(
+    seed: Searchable(NonNegInt, ranges=SEED_RANGES) = Field(
         0, description="adapter init and batch order; a grid under random/optuna search replicates each configuration")
     warmup_steps: NonNegInt = Field(0, description="linear learning-rate warm-up, in steps")
     grad_clip: NonNegFloat = Field(1.0, description="gradient-norm clipping (0 turns it off)")
@@ -148,11 +150,22 @@ class SearchSpec(_Strict):
 
 
 class SchedulerSpec(_Strict):
-    """Early stopping: ``fifo`` runs every trial to the end, ``asha`` stops weak ones."""
+    """Early stopping: ``fifo`` runs every trial to the end; ``asha``, ``hyperband``,
+    ``median`` and ``curve`` stop weak ones (docs/search.md). Times are optimizer steps."""
 
-    type: Literal["fifo", "asha"] = Field("fifo", description="fifo runs every trial to the end, asha stops weak ones")
-    grace_period: PosInt = Field(1, description="ASHA: steps before a trial can be stopped")
-    reduction_factor: Annotated[Real, Field(gt=1)] = Field(2.0, description="ASHA: 1/reduction_factor of trials go on at each rung")
+    type: Literal["fifo", "asha", "hyperband", "median", "curve"] = Field(
+        "fifo", description="fifo runs every trial to the end; asha, hyperband (synchronous, pauses trials), "
+        "median (median stopping rule) and curve (power-law extrapolation of each curve) stop weak ones")
+    grace_period: PosInt = Field(
+        1, description="asha, median, curve: steps before a trial can be stopped (hyperband: unused)")
+    reduction_factor: Annotated[Real, Field(gt=1)] = Field(
+        2.0, description="asha, hyperband: 1/reduction_factor of trials go on at each rung")
+    min_samples: PosInt = Field(
+        3, description="median: other trials that must have reached a step before the median is trusted")
+    interval: Annotated[Real, Field(gt=0, lt=1)] = Field(
+        0.9, description="curve: coverage of the predicted final value's interval (a bootstrap at the curve's noise level)")
+    min_points: Annotated[int, Field(strict=True, ge=4)] = Field(
+        4, description="curve: evaluations a curve needs before it is fitted (the law has 3 parameters)")
     metric: str = Field("eval_ce", description="what the scheduler compares")
     mode: Literal["min", "max"] = Field("min", description="min or max")
 

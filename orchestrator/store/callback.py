@@ -48,12 +48,14 @@ class StoreCallback(Callback):
         static: dict | None = None,
         flush_rows: int = 256,
         flush_seconds: float = 10.0,
+        row_columns: Callable[[str, dict], dict] | None = None,
     ):
         self.root, self.experiment = root, experiment
         self.config_columns = config_columns
         self.total_steps = total_steps
         self.static = static or {}
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.row_columns = row_columns  # columns a scheduler decided for this result (curve scheduler)
         self._writer: ResultWriter | None = None
         self._pending: dict[str, dict] = {}
         self._attempts: dict[str, int] = {}
@@ -106,6 +108,8 @@ class StoreCallback(Callback):
         # What the trial measured; the config's columns are the driver's and stay as they are.
         driver = self._driver_columns(trial)
         row.update({k: result[k] for k in RESULT_COLUMNS if k in result and k not in driver})
+        if self.row_columns is not None:
+            row.update(self.row_columns(trial.trial_id, result))
         row["status"] = "diverged" if result.get("diverged") else "running"
         self._pending[trial.trial_id] = row
 
