@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 
+from orchestrator.spec.sections import MiubSpec
 from trainables import miub
 from trainables.data import IGNORE_INDEX
 from trainables.evaluation import evaluate
@@ -160,7 +161,7 @@ def test_bad_parameters_are_rejected(top_k, temperature):
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the estimator registry, so registrations here do not leak."""
-    monkeypatch.setattr(miub, "_REGISTRY", dict(miub._REGISTRY))
+    monkeypatch.setattr(miub.registry, "_REGISTRY", dict(miub.registry._REGISTRY))
 
 
 def test_default_estimator_is_registered():
@@ -297,12 +298,12 @@ MODULES = [f"model.layers.{i}.self_attn.{m}" for i in range(2) for m in ("q_proj
 def test_an_evaluation_pass_reports_miub_and_leaves_no_hooks():
     model = _tiny_peft_llama()
     ids, mask = _batch()
-    reported = evaluate(model, [_labelled(ids, mask)], miub={"top_k": 32, "temperature": 1.0})
+    reported = evaluate(model, [_labelled(ids, mask)], miub=MiubSpec(top_k=32, temperature=1.0))
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
     assert reported["miub_estimator"] == "jsd_topk" and sorted(reported["miub_layers"]) == MODULES
     assert 0 < reported["miub"] < LN2
     assert reported["miub"] == pytest.approx(_evaluate(model, [(ids, mask)]).result()[0], abs=1e-9)
-    assert "miub" not in evaluate(model, [_labelled(ids, mask)], miub={"enabled": False})
+    assert "miub" not in evaluate(model, [_labelled(ids, mask)], miub=MiubSpec(enabled=False))
 
 
 def test_padding_tokens_do_not_change_the_result():
@@ -380,7 +381,7 @@ def test_a_second_estimator_runs_and_is_named(registry):
     model = _tiny_peft_llama()
     ids, mask = _batch()
     # Through the trainable's evaluation pass: its name and values reach the reported metrics.
-    reported = evaluate(model, [_labelled(ids, mask)], miub={"estimator": "cosine"})
+    reported = evaluate(model, [_labelled(ids, mask)], miub=MiubSpec(estimator="cosine"))
     assert reported["miub_estimator"] == "cosine" and sorted(reported["miub_layers"]) == MODULES
     collector = _evaluate(model, [(ids, mask)], estimator="cosine")
     assert collector.estimator_name == "cosine"
