@@ -31,6 +31,13 @@ class _Site:
     sums: list = field(default_factory=list)  # one entry (Tensor or None) per estimator
 
 
+def _select_rows(source: Tensor, rows: Tensor, slot: Tensor) -> Tensor:
+    """slot[:] = source[rows] as float32, without a temporary where the dtypes allow."""
+    if source.dtype == slot.dtype and source.device == slot.device:
+        return torch.index_select(source, 0, rows, out=slot)
+    return slot.copy_(source.index_select(0, rows))
+
+
 def _short_name(name: str, wrapped: bool) -> str:
     if wrapped and name.startswith("module."):  # DeepSpeed engine / DDP wrapper
         name = name[len("module.") :]
@@ -101,6 +108,10 @@ class MiubCollector:
         self._rows: dict = {}  # device -> indices of the kept tokens of the current batch
         self._handles: list = []
         self._warned_dropout = False
+        self._width_count: dict[int, int] = {}
+        for site in self._sites:
+            width = site.layer.lora_B[adapter].out_features
+            self._width_count[width] = self._width_count.get(width, 0) + 1
         self._reset()
 
     @property
@@ -115,6 +126,7 @@ class MiubCollector:
         for site in self._sites:
             site.h, site.sums = None, [None] * len(self.estimators)
         self._pending: dict[int, list] = {}  # width -> [(site index, h rows, g rows)]
+        self._buffers: dict[int, tuple[Tensor, Tensor]] = {}  # width -> flat h, g buffers
         self._pending_size = 0
         self._seen: set[int] = set()  # sites already in the current batch
         self._token_sum: Tensor | None = None  # per kept token: sum over modules of the first value
@@ -139,6 +151,7 @@ class MiubCollector:
         if exc_type is None:
             self._flush(end_of_batch=True)
         self._pending.clear()
+        self._buffers.clear()
         for site in self._sites:
             site.h = None
         self._mask = None
@@ -202,12 +215,25 @@ class MiubCollector:
         if any(isinstance(e, TokenMeanEstimator) for e in self.estimators):
             d = h.shape[-1]
             rows = self._kept_rows(mask)
-            h_rows = h.reshape(-1, d).index_select(0, rows).float()
-            g_rows = out.reshape(-1, d).index_select(0, rows).float() * scaling
-            self._pending.setdefault(d, []).append((index, h_rows, g_rows))
+            pending = self._pending.setdefault(d, [])
+            h_rows, g_rows = self._slots(d, len(pending), rows.numel(), h.device)
+            _select_rows(h.reshape(-1, d), rows, h_rows)
+            _select_rows(out.reshape(-1, d), rows, g_rows).mul_(scaling)
+            pending.append((index, h_rows, g_rows))
             self._pending_size += 2 * h_rows.numel()
             if self._pending_size > _PENDING_LIMIT:
                 self._flush(end_of_batch=False)
+
+    def _slots(self, d: int, position: int, n: int, device) -> tuple[Tensor, Tensor]:
+        """Views [n, d] into this width's buffers, where module number ``position`` of the batch
+        goes: consecutive modules fill one block, so a flush needs no concatenation, and the
+        buffers live for the whole pass (no fresh allocation per batch)."""
+        need = self._width_count[d] * n * d
+        buffers = self._buffers.get(d)
+        if buffers is None or buffers[0].numel() < need or buffers[0].device != device:
+            buffers = self._buffers[d] = (torch.empty(need, device=device), torch.empty(need, device=device))
+        start, stop = position * n * d, (position + 1) * n * d
+        return buffers[0][start:stop].view(n, d), buffers[1][start:stop].view(n, d)
 
     def _kept_rows(self, mask: Tensor) -> Tensor:
         if mask.device not in self._rows:
@@ -220,10 +246,9 @@ class MiubCollector:
 
     def _flush(self, end_of_batch: bool) -> None:
         """Compute the buffered per-token estimators; at a batch's end, fold in its tokens' SE sums."""
-        for rows in self._pending.values():
-            h = torch.cat([r[1] for r in rows])
-            g = torch.cat([r[2] for r in rows])
+        for d, rows in self._pending.items():
             n = rows[0][1].shape[0]
+            h, g = (buffer[: len(rows) * n * d].view(-1, d) for buffer in self._buffers[d])
             for e_index, estimator in enumerate(self.estimators):
                 if not isinstance(estimator, TokenMeanEstimator):
                     continue

@@ -72,17 +72,17 @@ def miub_tokens(h: Tensor, g: Tensor, top_k=32, temperature: float = 1.0) -> Ten
 
 def select_top_k(h: Tensor, g: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """(|h_K|, |g_K|), each [..., k], for K the k largest |h_i| (in no particular order)."""
-    magnitudes = h.abs()
     if k >= h.shape[-1]:
-        return magnitudes, g.abs()
-    idx = top_k_indices(magnitudes, k)
-    return magnitudes.gather(-1, idx), g.gather(-1, idx).abs()
+        return h.abs(), g.abs()
+    idx = top_k_indices(h, k, magnitude=True)
+    return h.gather(-1, idx).abs_(), g.gather(-1, idx).abs_()
 
 
 def jsd_gap(hk: Tensor, gk: Tensor, temperature: float) -> Tensor:
     """ln 2 - JSD(P, Q) from the selected magnitudes |h_K|, |g_K| ([..., k] float32 each).
 
-    JSD is summed per feature from t_i = (P_i - Q_i) / (P_i + Q_i) = tanh((ln P_i - ln Q_i) / 2):
+    JSD is summed per feature from t_i = (P_i - Q_i) / (P_i + Q_i) (= tanh((ln P_i - ln Q_i) / 2),
+    used where P_i + Q_i underflows to 0):
 
         JSD = sum_i M_i * 1/2 [ (1 + t_i) ln(1 + t_i) + (1 - t_i) ln(1 - t_i) ]
 
@@ -102,17 +102,21 @@ def jsd_gap(hk: Tensor, gk: Tensor, temperature: float) -> Tensor:
         logits = x * (scale / norm)
     else:  # a T this small overflows float32: divide last, then keep the logits finite
         logits = (x * (math.sqrt(k) / norm) / temperature).clamp_max(_F32.max)
-    log_pq = torch.log_softmax(logits, dim=-1)  # finite: t below is never 0/0
-    t = torch.tanh(0.5 * (log_pq[0] - log_pq[1]))
+    log_pq = torch.log_softmax(logits, dim=-1)
+    pq = log_pq.exp()
+    total = pq[0] + pq[1]
+    t = (pq[0] - pq[1]) / total  # exactly 0 where P_i = Q_i
+    if not bool(total.all()):  # P_i and Q_i both underflow (tiny T): from the finite log-ratio
+        t = torch.where(total > 0, t, torch.tanh(0.5 * (log_pq[0] - log_pq[1])))
     # 2 x the bracket; ln(1 -+ t) is kept finite so that 0 ln 0 = 0 at t = +-1
     per_feature = (1.0 + t) * torch.log1p(t).clamp_min(-_F32.max) + (1.0 - t) * torch.log1p(-t).clamp_min(-_F32.max)
-    m = 0.5 * log_pq.exp().sum(dim=0)
+    m = 0.5 * total
     jsd = 0.5 * (m * per_feature).sum(dim=-1)
     return (LN2 - jsd).clamp(0.0, LN2)
 
 
-def top_k_indices(a: Tensor, k: int) -> Tensor:
-    """Indices of the k largest entries of a (>= 0, e.g. |h|) along the last dim, in no order.
+def top_k_indices(a: Tensor, k: int, magnitude: bool = False) -> Tensor:
+    """Indices of the k largest entries of a (of |a| if ``magnitude``) along the last dim, in no order.
 
     On CPU each entry's float32 bits, with their lowest ceil(log2 d) bits replaced by the
     column index, form an int32 key that orders like the entry (non-negative floats order like
@@ -125,20 +129,21 @@ def top_k_indices(a: Tensor, k: int) -> Tensor:
     """
     d = a.shape[-1]
     if a.device.type != "cpu" or k >= d or a.numel() == 0:
-        return a.topk(k, dim=-1, sorted=False).indices
+        return (a.abs() if magnitude else a).topk(k, dim=-1, sorted=False).indices
     rows = a.reshape(-1, d).float().contiguous()
     bits = max(1, (d - 1).bit_length())
     if bits > 16:  # the key would keep too few bits of the value to help
-        return _argpartition(rows, k).reshape(*a.shape[:-1], k)
+        return _argpartition(rows.abs() if magnitude else rows, k).reshape(*a.shape[:-1], k)
     low = (1 << bits) - 1
-    keys = rows.view(torch.int32).bitwise_and(0x7FFFFFFF & ~low)
+    keys = rows.view(torch.int32).bitwise_and(0x7FFFFFFF & ~low)  # the sign bit goes: |a|
     keys.bitwise_or_(torch.arange(d, dtype=torch.int32))
-    ordered = np.sort(keys.numpy(), axis=-1)
+    ordered = keys.numpy()
+    ordered.sort(axis=-1)  # in place: the keys are ours
     idx = torch.from_numpy(ordered[:, d - k :] & low).long()
     edge = (ordered[:, d - k] >> bits) == (ordered[:, d - k - 1] >> bits)
     if edge.any():
         redo = torch.from_numpy(np.flatnonzero(edge))
-        idx[redo] = _argpartition(rows[redo], k)
+        idx[redo] = _argpartition(rows[redo].abs() if magnitude else rows[redo], k)
     return idx.reshape(*a.shape[:-1], k)
 
 
