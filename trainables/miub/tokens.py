@@ -102,11 +102,11 @@ def jsd_gap(hk: Tensor, gk: Tensor, temperature: float) -> Tensor:
         logits = x * (scale / norm)
     else:  # a T this small overflows float32: divide last, then keep the logits finite
         logits = (x * (math.sqrt(k) / norm) / temperature).clamp_max(_F32.max)
-    log_pq = torch.log_softmax(logits, dim=-1)
-    pq = log_pq.exp()
+    pq = torch.softmax(logits, dim=-1)
     total = pq[0] + pq[1]
     t = (pq[0] - pq[1]) / total  # exactly 0 where P_i = Q_i
     if not bool(total.all()):  # P_i and Q_i both underflow (tiny T): from the finite log-ratio
+        log_pq = torch.log_softmax(logits, dim=-1)
         t = torch.where(total > 0, t, torch.tanh(0.5 * (log_pq[0] - log_pq[1])))
     # 2 x the bracket; ln(1 -+ t) is kept finite so that 0 ln 0 = 0 at t = +-1
     per_feature = (1.0 + t) * torch.log1p(t).clamp_min(-_F32.max) + (1.0 - t) * torch.log1p(-t).clamp_min(-_F32.max)
