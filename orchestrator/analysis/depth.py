@@ -52,7 +52,7 @@ def depth_profile(rows: list[dict], by: tuple[str, ...] = (), column: str = "miu
             depth, kind = position
             cells[(group, kind, depth)].append(float(value))
     records = []
-    for (group, kind, depth), values in sorted(cells.items(), key=lambda item: tuple(map(str, item[0]))):
+    for (group, kind, depth), values in cells.items():
         array = np.asarray(values)
         records.append({
             "group": dict(zip(by, group)),
@@ -62,7 +62,14 @@ def depth_profile(rows: list[dict], by: tuple[str, ...] = (), column: str = "miu
             "sd": float(array.std(ddof=1)) if len(array) > 1 else None,
             "n": len(array),
         })
-    return sorted(records, key=lambda r: (json.dumps(r["group"], sort_keys=True, default=str), r["module"], r["depth"]))
+    return sorted(records, key=lambda r: (tuple(_order(v) for v in r["group"].values()), r["module"], r["depth"]))
+
+
+def _order(value) -> tuple:
+    """Numbers in numeric order, before anything else in text order."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
 
 
 def _label(record: dict) -> str:
