@@ -21,7 +21,8 @@ interface), jsd and club (the built-in estimators), collector (the hooks).
 
 from trainables.miub import club, jsd  # noqa: F401  (registers the built-in estimators)
 from trainables.miub.collector import MiubCollector
-from trainables.miub.registry import (
+from trainables.miub.registry import (  # noqa: F401  (_REGISTRY: the registry itself, for tests)
+    _REGISTRY,
     Estimator,
     TokenMeanEstimator,
     estimator_names,
