@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from orchestrator.spec.forms import (
     FLOAT32_TINY,
@@ -112,7 +112,7 @@ class MiubSpec(_Strict):
         "jsd_topk", description="the first of `estimators`; giving it alone means `estimators: [it]`")
     imports: list[ModuleName] = Field(
         [], description="modules that register more estimators, imported before the spec is checked and in every trial")
-    top_k: Literal["all"] | PosInt | Annotated[Real, Field(gt=0, le=1)] = Field(
+    top_k: Annotated[int, Field(strict=True)] | Real | str = Field(
         32, description="features per token for jsd_topk, chosen by |frozen output|: a count (capped at the module's width), a fraction of the width such as 0.25, or all")
     temperature: Annotated[Real, AfterValidator(_float32_positive)] = Field(
         1.0, description="softmax temperature over the selected features (jsd_topk, jsd_full)")
@@ -120,6 +120,14 @@ class MiubSpec(_Strict):
         0.1, description="club_gauss: noise variance of its Gaussian channel, as a fraction of each output's mean per-feature variance")
     max_tokens: PosInt | None = Field(
         None, description="measure MIUB on a random subset of about this many real evaluation tokens per worker (default: all); miub_se reports the standard error")
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value):
+        """A count, a fraction of the module's width, or all: one message for the three forms."""
+        if value == "all" or (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1):
+            return value
+        raise ValueError("must be a count (an integer >= 1), a fraction of the module's width in (0, 1], or 'all'")
 
     @model_validator(mode="before")
     @classmethod
