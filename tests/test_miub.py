@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon
 
-from orchestrator.spec import MiubSpec
-
+from orchestrator.spec.sections import MiubSpec
 from trainables import miub
 from trainables.data import IGNORE_INDEX
 from trainables.evaluation import evaluate
@@ -162,7 +161,7 @@ def test_bad_parameters_are_rejected(top_k, temperature):
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the estimator registry, so registrations here do not leak."""
-    monkeypatch.setattr(miub, "_REGISTRY", dict(miub._REGISTRY))
+    monkeypatch.setattr(miub.registry, "_REGISTRY", dict(miub.registry._REGISTRY))
 
 
 def test_default_estimator_is_registered():

@@ -22,7 +22,7 @@ SKIP = {"trial_id", "timestamp", "wall_time_s", "node", "git_commit", "package_v
 # config_hash covers every field of a trial config, so a new spec field (with its default)
 # changes every hash by design: compared as a grouping of rows instead of by value.
 # Columns added since the recording are new measurements or annotations, null where unused.
-ADDED = {"stop_reason", "optimizer", "curve_pred", "curve_lo", "curve_hi"}
+ADDED = {"stop_reason", "optimizer", "curve_pred", "curve_lo", "curve_hi", "miub_se", "miub_jsd_topk", "miub_jsd_full", "miub_club_gauss"}
 SWEEP = ["--set", "lora.rank={grid: [2, 8]}", "--set", "train.steps=20", "--set", "train.eval_every=10",
          "--set", "data.train_size=256", "--set", "data.eval_size=64", "--num-cpus", "2"]
 

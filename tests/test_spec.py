@@ -147,7 +147,7 @@ def test_what_trials_need_is_checked_before_ray(tmp_path):
 def test_estimators_are_looked_up_after_their_modules_are_imported(tmp_path, monkeypatch):
     from trainables import miub
 
-    with pytest.raises(UsageError, match=r"metrics.miub.estimator: unknown MIUB estimator 'cosine_toy'"):
+    with pytest.raises(UsageError, match=r"metrics.miub.estimators: unknown MIUB estimator 'cosine_toy'"):
         parse_spec({"name": "x", "metrics": {"miub": {"estimator": "cosine_toy"}}})
     (tmp_path / "toy_estimators.py").write_text(
         "import torch\n"

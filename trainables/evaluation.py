@@ -28,7 +28,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    collector = _collector(model, miub)
+    collector = _collector(model, miub, batches)
     sums = torch.zeros(4, dtype=torch.float64)  # ce_sum, answer_tokens, exact, examples
     try:
         if collector is not None:
@@ -47,8 +47,9 @@ def evaluate(
     ce = (sums[0] / sums[1]).item()
     out = {"eval_ce": ce, "eval_ppl": math.exp(min(ce, 700.0)), "eval_acc": (sums[2] / sums[3]).item()}
     if collector is not None:
-        value, layers = collector.result(all_reduce_sum(collector.stats_tensor()))
-        out.update(miub=value, miub_layers=layers, miub_estimator=collector.estimator_name)
+        from trainables.miub.fields import miub_fields
+
+        out.update(miub_fields(collector, all_reduce_sum(collector.stats_tensor())))
     return out
 
 
@@ -67,7 +68,7 @@ def _batch_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _collector(model, miub: MiubSpec | None):
+def _collector(model, miub: MiubSpec | None, batches):
     if miub is None or not miub.enabled:
         return None
     import importlib
@@ -79,7 +80,11 @@ def _collector(model, miub: MiubSpec | None):
 
     return MiubCollector(
         model,
-        estimator=miub.estimator,
+        estimator=miub.estimators,
         top_k=miub.top_k,
         temperature=miub.temperature,
+        noise=miub.noise,
+        standard_error=True,
+        max_tokens=miub.max_tokens,
+        expected_tokens=sum(int(batch["attention_mask"].sum()) for batch in batches),
     )

@@ -42,7 +42,7 @@ def trial_problems(spec) -> list[str]:
     elif spec.deepspeed.config:
         problems += deepspeed_config_problems(spec)
     if spec.metrics.miub.enabled:
-        problems += estimator_problems(spec.metrics.miub.estimator, spec.metrics.miub.imports)
+        problems += estimator_problems(spec.metrics.miub.estimators, spec.metrics.miub.imports)
     return problems
 
 
@@ -85,22 +85,24 @@ def _model_problems(names: Iterable[str]) -> list[str]:
     return problems
 
 
-def estimator_problems(estimator: str, imports: Iterable[str] = ()) -> list[str]:
-    """Import ``imports`` (modules that register estimators), then look ``estimator`` up."""
+def estimator_problems(estimators: Iterable[str], imports: Iterable[str] = ()) -> list[str]:
+    """Import ``imports`` (modules that register estimators), then look each estimator up."""
     problems = []
     for module in imports:
         try:
             importlib.import_module(module)
         except Exception as exc:  # any failure of a user's module is a problem with the spec
             problems.append(f"metrics.miub.imports: {module!r} cannot be imported: {type(exc).__name__}: {exc}")
-    if estimator == "jsd_topk" and not imports:
+    estimators = list(estimators)
+    if estimators == ["jsd_topk"] and not imports:
         return problems  # the built-in default: no need to import torch to know it exists
     from trainables.miub import get_estimator
 
-    try:
-        get_estimator(estimator)
-    except ValueError as exc:
-        problems.append(f"metrics.miub.estimator: {exc}")
+    for estimator in estimators:
+        try:
+            get_estimator(estimator)
+        except ValueError as exc:
+            problems.append(f"metrics.miub.estimators: {exc}")
     return problems
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from orchestrator.spec.forms import (
     FLOAT32_TINY,
@@ -109,15 +109,51 @@ class TrainSpec(_Strict):
 
 
 class MiubSpec(_Strict):
-    """The MIUB metric (see docs/miub.md)."""
+    """The MIUB metric (see docs/miub.md): one or more estimators run in every evaluation."""
 
     enabled: Flag = Field(True, description="compute MIUB in every evaluation pass")
-    estimator: str = Field("jsd_topk", description="registered estimator (docs/miub.md)")
+    estimators: Annotated[list[str], Field(min_length=1)] = Field(
+        ["jsd_topk"], description="registered estimators (docs/miub.md), each to its own column; the first also fills miub, miub_layers, miub_estimator")
+    estimator: str = Field(
+        "jsd_topk", description="the first of `estimators`; giving it alone means `estimators: [it]`")
     imports: list[ModuleName] = Field(
         [], description="modules that register more estimators, imported before the spec is checked and in every trial")
-    top_k: PosInt = Field(32, description="features per token, chosen by |frozen output|")
+    top_k: Annotated[int, Field(strict=True)] | Real | str = Field(
+        32, description="features per token for jsd_topk, chosen by |frozen output|: a count (capped at the module's width), a fraction of the width such as 0.25, or all")
     temperature: Annotated[Real, AfterValidator(_float32_positive)] = Field(
-        1.0, description="softmax temperature over the selected features")
+        1.0, description="softmax temperature over the selected features (jsd_topk, jsd_full)")
+    noise: PosFloat = Field(
+        0.1, description="club_gauss: noise variance of its Gaussian channel, as a fraction of each output's mean per-feature variance")
+    max_tokens: PosInt | None = Field(
+        None, description="measure MIUB on a random subset of about this many real evaluation tokens per worker (default: all); miub_se reports the standard error")
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value):
+        """A count, a fraction of the module's width, or all: one message for the three forms."""
+        if value == "all" or (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1):
+            return value
+        raise ValueError("must be a count (an integer >= 1), a fraction of the module's width in (0, 1], or 'all'")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_estimator(cls, data):
+        if not isinstance(data, dict):
+            return data
+        listed, first = data.get("estimators"), data.get("estimator")
+        if listed is None and first is not None:
+            data = {**data, "estimators": [first]}
+        elif isinstance(listed, list) and listed and first is None:
+            data = {**data, "estimator": listed[0]}
+        elif isinstance(listed, list) and listed and first != listed[0]:
+            raise ValueError(f"estimator {first!r} must be the first of estimators {listed!r} (or leave estimator out)")
+        return data
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.estimators)) != len(self.estimators):
+            raise ValueError(f"estimators lists a name twice: {self.estimators}")
+        return self
 
 
 class MetricsSpec(_Strict):
