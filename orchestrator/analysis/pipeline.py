@@ -48,6 +48,7 @@ class Analysis:
     meta: dict
     joint: list = field(default_factory=list)          # joint.JointResult per fitted law
     joint_comparison: list[dict] = field(default_factory=list)
+    depth_rows: list[dict] = field(default_factory=list)  # per-module MIUB of the selected rows
 
 
 def _names(value) -> tuple[str, ...]:
@@ -254,5 +255,7 @@ def run(data, x="rank", y=METRICS, by=(), step="final", experiment=None,
     jrecords, jresults = ([], []) if not jaxes else _analyse_joint(
         cols, groups, jaxes, ys, jforms, n_boot, seed, step, expect, huber_delta)
     checks_rs = rslora.check_points(points, by=by, n_boot=n_boot, seed=seed, step=step)
+    depth_cols = [c for c in ("miub_layers", *by) if c in points.column_names]
+    depth_rows = points.select(depth_cols).to_pylist() if "miub_layers" in depth_cols else []
     return Analysis(records + jrecords, checks_rs, series, meta, jresults,
-                    joint_fits.compare(jrecords))
+                    joint_fits.compare(jrecords), depth_rows)

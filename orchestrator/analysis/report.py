@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checks
+from . import checks, depth
 from .pipeline import Analysis
 from .plots import plot_panel
 
@@ -116,7 +116,7 @@ def summary_table(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
-def _markdown(analysis: Analysis, panels: list[str]) -> str:
+def _markdown(analysis: Analysis, panels: list[str], depth_lines: list[str] = ()) -> str:
     m = analysis.meta
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(m["statuses"].items())) or "none"
     out = ["# Scaling-law report", "",
@@ -170,6 +170,7 @@ def _markdown(analysis: Analysis, panels: list[str]) -> str:
         out += [""] + [f"- {_group(r['group'])}: {r['message']}" for r in analysis.rslora]
     else:
         out.append("Not run: no rows selected.")
+    out += ["", *depth_lines] if depth_lines else []
     out += ["", "## Plots", ""] + [f"![{p[:-4]}]({p})" for p in panels]
     out += ["", "## How verdicts are decided", "",
             f"A law **holds** when (1) Spearman ρ has the expected sign with "
@@ -234,5 +235,6 @@ def write(analysis: Analysis, report_dir) -> Path:
                                                allow_nan=False))
     (root / "rslora.json").write_text(json.dumps(_clean(analysis.rslora), indent=1,
                                                  allow_nan=False))
-    (root / "report.md").write_text(_markdown(analysis, panels))
+    depth_lines = depth.write(analysis.depth_rows, root, by=tuple(analysis.meta.get("by") or ()))
+    (root / "report.md").write_text(_markdown(analysis, panels, depth_lines))
     return root

@@ -24,7 +24,7 @@ CONFIG_COLUMNS = ("experiment", "model", "model_params", "trainable_params", "ta
                   "lr", "target_modules")
 # Read whenever present: identity, selection, configuration, and the columns of the
 # agreement (eval_acc) and rsLoRA (eval_ce, rank, scaling) checks.
-OPTIONAL = ("experiment", "status", "attempt", "seed", "config_hash", "run_id", "eval_acc", "eval_ce",
+OPTIONAL = ("experiment", "status", "attempt", "seed", "config_hash", "run_id", "eval_acc", "eval_ce", "miub_layers",
             "rank", "scaling") + CONFIG_COLUMNS
 
 
