@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from orchestrator.errors import UsageError
-from orchestrator.store.dedup import KEY, deduplicate, latest_rows
+from orchestrator.store.latest import KEY, deduplicate, latest_rows
 from orchestrator.store.files import BadFile
 from orchestrator.store.reader import open_store, scan
 from orchestrator.store.schema import TRIAL_COLUMNS, dataset_schema
