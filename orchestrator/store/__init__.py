@@ -9,6 +9,7 @@ compacts an experiment when a run ends. Reading:
 ``orchestrator.store.compact`` back ``lorasweep query`` and ``lorasweep compact``. The Tune
 callback (``orchestrator.store.callback``) imports Ray and is imported by the sweep alone.
 """
+from orchestrator.store.compact import finalize_experiment
 from orchestrator.store.latest import deduplicate, latest_rows
 from orchestrator.store.reader import completed_results, final_rows, open_results, open_store, read_results
 from orchestrator.store.schema import COLUMNS, SCHEMA, SCHEMA_VERSION, STATUSES
@@ -23,6 +24,7 @@ __all__ = [
     "completed_results",
     "deduplicate",
     "final_rows",
+    "finalize_experiment",
     "finalize_experiment",
     "latest_rows",
     "open_results",
