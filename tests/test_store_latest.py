@@ -76,3 +76,27 @@ def test_analysis_keeps_the_latest_attempt_per_step_through_the_same_selection()
     kept, kept_trial, kept_step = _latest_attempt(table, trial, step)
     assert kept["eval_ce"].to_pylist() == [1.0, 3.0, 5.0]
     assert kept_trial.tolist() == [0, 0, 1] and kept_step.tolist() == [10.0, 20.0, 10.0]
+
+
+def test_query_skips_deduplication_only_for_the_output_of_one_compaction(tmp_path):
+    import shutil
+
+    from orchestrator.store import ResultWriter
+    from orchestrator.store.compact import compact
+    from orchestrator.store.files import store_files
+    from orchestrator.store.query import query
+    from orchestrator.store.reader import one_row_per_step, open_store
+
+    rows = [dict(trial_id="t1", attempt=a, status="running", rank=8, step=s, timestamp=T0 + dt.timedelta(seconds=a * 10 + s))
+            for a, steps in ((1, (1, 2)), (2, (2, 3))) for s in steps]
+    with ResultWriter(tmp_path, "exp", flush_rows=2, flush_seconds=1e9) as writer:
+        writer.extend(rows)
+    assert not one_row_per_step(open_store(tmp_path)[0])
+    assert query(tmp_path, where="rank == 8").table.num_rows == 3
+    compact(tmp_path)
+    assert one_row_per_step(open_store(tmp_path)[0])
+    assert sorted(query(tmp_path, where="rank == 8").table["step"].to_pylist()) == [1, 2, 3]
+    (only,) = store_files(tmp_path)
+    shutil.copy(only, only.with_name("part-00000000000000000001-abcd0123-compact-0000.parquet"))  # a second stamp
+    assert not one_row_per_step(open_store(tmp_path)[0])
+    assert sorted(query(tmp_path, where="rank == 8").table["step"].to_pylist()) == [1, 2, 3]

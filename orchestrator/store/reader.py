@@ -8,6 +8,7 @@ traceback, or skipped on request.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -79,6 +80,24 @@ def open_files(
     if bad or filter is not None:
         dataset = ds.FileSystemDataset(good, dataset_schema(), ds.ParquetFileFormat(), dataset.filesystem)
     return dataset, bad
+
+
+_COMPACTED = re.compile(r"^part-(.+)-compact-\d{4}\.parquet$")
+
+
+def one_row_per_step(dataset: ds.Dataset) -> bool:
+    """True when every partition's files are the output of one compaction (same stamp):
+    compaction writes one row per (trial_id, step), so there is nothing to deduplicate and
+    readers can skip that pass. Any other file (a later flush, a second compaction's
+    leftovers) makes this False."""
+    stamps: dict[str, set[str]] = {}
+    for path in getattr(dataset, "files", None) or []:
+        directory, _, name = path.rpartition("/")
+        match = _COMPACTED.match(name)
+        if match is None:
+            return False
+        stamps.setdefault(directory, set()).add(match.group(1))
+    return bool(stamps) and all(len(found) == 1 for found in stamps.values())
 
 
 def open_results(path: str | Path, *, skip_bad: bool = False) -> ds.Dataset:
