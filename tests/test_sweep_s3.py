@@ -16,12 +16,14 @@ from s3_server import s3_server  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "lora.rank={grid: [1, 4]}", "--set", "lora.scaling=rslora", "--set", "train.steps=4",
-        "--set", "train.eval_every=2", "--set", "data.train_size=128", "--set", "data.eval_size=32"]
+        "--set", "train.eval_every=2", "--set", "data.train_size=128", "--set", "data.eval_size=32",
+        # one trial at a time: two trials uploading checkpoints at once can starve moto's
+        # server on a 2-core machine past the S3 client's 3-second low-speed limit
+        "--set", "resources.max_concurrent_trials=1"]
 
 
 @pytest.mark.slow
-def test_quickstart_sweep_on_s3_then_query_compact_analyze(s3_server, ray_shutdown, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))  # the driver-side caches of this run stay in the test
+def test_quickstart_sweep_on_s3_then_query_compact_analyze(s3_server, ray_shutdown, capsys):
     results = s3_server.uri("sweeps", "results")
     code = main(["run", str(ROOT / "search_spaces" / "quickstart.yaml"), "--num-cpus", "2", *TINY,
                  "--set", f"results.path={results}"])
@@ -48,6 +50,5 @@ def test_quickstart_sweep_on_s3_then_query_compact_analyze(s3_server, ray_shutdo
     assert sorted((r["rank"], r["step"], r["status"]) for r in latest) == [(1, 4, "completed"), (4, 4, "completed")]
     assert main(["compact", results]) == 0
     assert "already compact" in capsys.readouterr().out
-    assert main(["analyze", results, "--y", "eval_ce", "--law", "power", "--bootstrap", "20"]) in (0, 2)
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err and ("eval_ce" in captured.out or "RESULTS" in captured.err)
+    assert main(["analyze", results, "--y", "eval_ce", "--law", "power", "--bootstrap", "20"]) == 0
+    assert "eval_ce  rank" in capsys.readouterr().out

@@ -8,8 +8,9 @@ then a join back on the keys keeps the rows that reach the maximum. Two things k
 to one pass in the common case:
 
 - ranking columns are packed into one int64 (``attempt`` and ``step`` have small spans),
-  so several ranks cost one aggregation, and a stage whose packed rank still leaves room
-  carries the row number too: its maximum then *is* the winning row, with no join;
+  so several ranks cost one aggregation; the final tie-break (the timestamp) is only
+  looked at when ties remain, and the last stage carries the row number too: its maximum
+  then *is* the winning row, with no join;
 - when the first aggregation finds as many groups as rows, nothing is a duplicate and the
   table comes back untouched.
 
@@ -66,10 +67,8 @@ def latest_indices(table: pa.Table, keys: Sequence[str], ranks: Sequence[str]) -
         return None
     names = table.column_names
     keys = [k for k in keys if k in names]
-    views = [_rank_view(table.column(r)) for r in ranks if r in names]
-    stages = _stages(views, n)
     work = pa.table({**{k: _joinable(table.column(k)) for k in keys}, _INDEX: pa.array(np.arange(n, dtype=np.int64))})
-    for number, (values, with_row) in enumerate(stages):
+    for number, (values, with_row) in enumerate(_stages(table, [r for r in ranks if r in names], n)):
         if number:  # later stages rank only the rows still in the running
             values = values.take(work[_INDEX])
         work = work.append_column(_RANK, _with_row(values, work[_INDEX], n) if with_row else values)
@@ -94,21 +93,32 @@ def _group_max(work: pa.Table, keys: list[str]) -> pa.Table:
     return work.group_by(keys).aggregate([(_RANK, "max")])
 
 
-def _stages(views: list[tuple[pa.ChunkedArray, int]], n: int) -> list[tuple[pa.ChunkedArray, bool]]:
-    """Rank columns packed into as few int64 columns as fit; the last also carries the row."""
-    stages: list[tuple[pa.ChunkedArray | None, int]] = []
+def _stages(table: pa.Table, ranks: list[str], n: int):
+    """Rank columns packed into as few int64 columns as fit, yielded lazily as
+    (values, carries_row). The last rank (the final tie-break, e.g. the timestamp) gets a
+    stage of its own, computed only when ties remain; the last stage also carries the row
+    number (a stage of zeros is added when it has no room for it)."""
+    head, tail = ranks[:-1], ranks[-1:]
     packed, span = None, 1
-    for values, width in views:
+    pending = []
+    for name in head:
+        values, width = _rank_view(table.column(name))
         if packed is not None and span * width >= PACK_LIMIT:
-            stages.append((packed, span))
+            pending.append((packed, span))
             packed, span = None, 1
         packed = values if packed is None else pc.add_checked(pc.multiply_checked(packed, width), values)
         span *= width
     if packed is not None:
-        stages.append((packed, span))
-    if not stages or stages[-1][1] * n >= PACK_LIMIT:
-        stages.append((pa.chunked_array([pa.array(np.zeros(n, dtype=np.int64))]), 1))
-    return [(values, i == len(stages) - 1) for i, (values, _) in enumerate(stages)]
+        pending.append((packed, span))
+    for values, _ in pending:
+        yield values, False
+    if tail:
+        values, width = _rank_view(table.column(tail[0]))
+        if width * n < PACK_LIMIT:
+            yield values, True
+            return
+        yield values, False
+    yield pa.chunked_array([pa.array(np.zeros(n, dtype=np.int64))]), True
 
 
 def _with_row(values, rows, n: int):
