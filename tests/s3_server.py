@@ -8,10 +8,10 @@ creates the bucket ``bucket`` through pyarrow, and stops the server afterwards. 
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -52,14 +52,19 @@ def server_environment(endpoint: str) -> dict[str, str]:
 
 def start_server(port: int) -> subprocess.Popen:
     """moto's server, answering on ``port`` within 60 s (else the test fails, naming why)."""
+    # The server logs every request: to a file, never a pipe nobody drains (a full pipe
+    # would block the server mid-request once 64 KiB of log lines have piled up).
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
     )
+    proc.log = log
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited: {proc.stderr.read().decode()[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"moto server exited: {log.read().decode(errors='replace')[-2000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
             return proc
@@ -76,6 +81,7 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    getattr(proc, "log", None) and proc.log.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ Ray job, the Optuna journal's copy on S3, the commit from the job's environment,
 shared-storage check across the nodes of a real two-node Ray cluster."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
