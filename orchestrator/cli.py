@@ -72,9 +72,12 @@ def _print_summary(spec) -> None:
     from orchestrator.table import format_table
     import pyarrow.compute as pc
 
-    table = read_results(spec.results.path, filter=pc.field("experiment") == spec.name)
+    from orchestrator.experiment import results_location
+
+    where = results_location(spec)  # an absolute path or a URI, wherever the driver ran
+    table = read_results(where, filter=pc.field("experiment") == spec.name)
     final = final_rows(table).sort_by([("model", "ascending"), ("scaling", "ascending"), ("rank", "ascending"), ("seed", "ascending")])
-    print(f"\n{spec.name}: {final.num_rows} trials, {table.num_rows} rows in {spec.results.path}/experiment={spec.name}")
+    print(f"\n{spec.name}: {final.num_rows} trials, {table.num_rows} rows in {where}/experiment={spec.name}")
     print(format_table(final.select(SUMMARY_COLUMNS).to_pylist(), SUMMARY_COLUMNS))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -21,9 +22,20 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+GIT_COMMIT_ENV = "LORASWEEP_GIT_COMMIT"
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """The commit of the lorasweep checkout, if it is one (None for a wheel install)."""
+    """The commit of the lorasweep checkout, if it is one (None for a wheel install).
+
+    ``LORASWEEP_GIT_COMMIT`` wins when set: ``ray job submit --working-dir`` uploads the
+    checkout without ``.git``, so a cluster run passes the commit through the job's
+    environment (``--runtime-env-json '{"env_vars": {"LORASWEEP_GIT_COMMIT": "..."}}'``).
+    """
+    given = os.environ.get(GIT_COMMIT_ENV, "").strip()
+    if given:
+        return given
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(

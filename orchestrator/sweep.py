@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import ray
 from ray import tune
@@ -17,12 +16,13 @@ from ray import tune
 from orchestrator.connection import connect
 from orchestrator.environment import environment_columns
 from orchestrator.errors import UsageError
-from orchestrator.experiment import experiment_dir, storage_path
+from orchestrator.experiment import experiment_dir, results_location, storage_path
 from orchestrator.search.builders import build_scheduler, build_search_alg
 from orchestrator.spec.forms import Choice, Grid, LogRandInt, LogUniform, RandInt, Uniform
 from orchestrator.spec.sections import SweepSpec
 from orchestrator.spec.trial_config import RuntimeSettings
 from orchestrator.spec.trials import axes, config_columns, set_path, trial_template
+from orchestrator.store import lifecycle
 from orchestrator.store.callback import StoreCallback
 
 
@@ -86,7 +86,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
 
     scheduler = build_scheduler(spec)
     callback = StoreCallback(
-        str(Path(spec.results.path).resolve()),
+        results_location(spec),  # an absolute path or a URI
         spec.name,
         config_columns=config_columns,
         total_steps=lambda config: config["train"]["steps"],
@@ -112,7 +112,7 @@ def build_tuner(spec: SweepSpec, trainable=None, search_alg=_UNSET, run_id: str 
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=storage_path(spec),
-            callbacks=[callback],
+            callbacks=[callback, *lifecycle.run_callbacks(spec)],
             failure_config=tune.FailureConfig(max_failures=spec.failures.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=1,
@@ -168,6 +168,7 @@ def run(
     path = experiment_dir(spec)
     if resume and not tune.Tuner.can_restore(path):
         raise UsageError(f"--resume: no interrupted sweep named {spec.name!r} at {path}")
+    lifecycle.before_run(spec, resume=resume)  # store: durable results; journal back, compaction
     search_alg = None if resume else build_search_alg(spec)
     connect(address, num_cpus)
     if on_connected is not None:
@@ -175,6 +176,7 @@ def run(
     from orchestrator.doctor import check_gpus
 
     check_gpus(spec)  # a GPU request the cluster can never meet: exit 2, not pending forever
+    lifecycle.after_connect(spec, address)  # store: every node sees local storage
     if resume:
         tuner = tune.Tuner.restore(
             path,
@@ -186,7 +188,9 @@ def run(
     else:
         tuner = build_tuner(spec, search_alg=search_alg, run_id=run_id or new_run_id())
     with _without_restore_hints():
-        return tuner.fit()
+        results = tuner.fit()
+    lifecycle.finalize_experiment(results_location(spec), spec.name)  # store: one row per (trial, step)
+    return results
 
 
 class _RestoreHintFilter:

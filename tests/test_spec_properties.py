@@ -158,14 +158,14 @@ def test_config_hash_ignores_key_order_and_seed_but_not_values():
     assert config_hash(rescheduled) == config_hash(a)  # where and how many at once is not what trains
 
 
-def test_results_path_must_be_a_directory_and_eval_shards_equal():
+def test_results_path_must_be_a_pyarrow_filesystem_and_eval_shards_equal():
     with pytest.raises(UsageError) as info:
-        parse_spec({**BASE, "results": {"path": "s3://bucket/results"}, "data": {"eval_size": 63},
+        parse_spec({**BASE, "results": {"path": "http://host/results"}, "data": {"eval_size": 63},
                     "resources": {"num_workers": 2}, "train": {**BASE["train"], "batch_size": 16}})
     text = str(info.value)
-    assert "results.path: 's3://bucket/results' is not allowed (must be a directory" in text
-    assert "results.storage_path" in text
-    parse_spec({**BASE, "results": {"storage_path": "s3://bucket/ray"}})
+    assert "results.path: 'http://host/results' is not allowed (http:// is not a filesystem pyarrow opens" in text
+    assert "s3://" in text
+    parse_spec({**BASE, "results": {"path": "s3://bucket/results", "storage_path": "gs://bucket/ray"}})
     with pytest.raises(UsageError, match="data.eval_size: 63 is not divisible by resources.num_workers"):
         parse_spec({**BASE, "data": {"eval_size": 63}, "resources": {"num_workers": 2}, "train": {**BASE["train"], "batch_size": 16}})
 

@@ -24,8 +24,9 @@ def _open(path: str):
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-    root = Path(path)
-    if not root.is_dir():
+    uri = "://" in path  # s3://, gs://, hdfs://, file://: opened through pyarrow.fs by the store
+    root = path if uri else Path(path)
+    if not uri and not root.is_dir():
         raise UsageError(f"RESULTS: {path!r} is not a directory")
     try:
         from orchestrator.store import open_results

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from orchestrator.errors import UsageError
+from orchestrator.store.latest import latest_indices
 
 from .axes import DERIVED, sources
 from .names import AXES, METRICS, STEPS  # noqa: F401  (re-exported for callers)
@@ -139,15 +140,16 @@ def config_keys(table: pa.Table) -> np.ndarray:
 
 
 def _latest_attempt(table: pa.Table, trial: np.ndarray, s: np.ndarray):
-    """Keep one row per (trial, step): a retried trial's latest attempt wins."""
+    """Keep one row per (trial, step): a retried trial's latest attempt wins (ties: the later
+    row), through the store's one latest-row selection."""
     if "attempt" not in table.column_names:
         return table, trial, s
-    attempt = pc.fill_null(table["attempt"].cast(pa.float64()), -1.0).to_numpy()
-    order = np.lexsort((attempt, s, trial))
-    keep = order[np.r_[(trial[order][1:] != trial[order][:-1])
-                       | (s[order][1:] != s[order][:-1]), True]]
-    keep.sort()
-    return table.take(pa.array(keep)), trial[keep], s[keep]
+    keys = pa.table({"trial": trial, "step": s, "attempt": table["attempt"]})
+    keep = latest_indices(keys, ("trial", "step"), ("attempt",))
+    if keep is None:
+        return table, trial, s
+    rows = keep.to_numpy()
+    return table.take(keep), trial[rows], s[rows]
 
 
 def _last_per_trial(order: np.ndarray, trial: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ Ray and Optuna are imported inside the builders: ``validate`` and ``--dry-run`` 
 """
 from __future__ import annotations
 
-from orchestrator.experiment import study_file, study_name
+from orchestrator.experiment import study_backup, study_file, study_name
 from orchestrator.search.rules import objectives, replicate_seeds
 from orchestrator.spec.sections import SweepSpec
 
@@ -59,7 +59,7 @@ def optuna_searcher(spec: SweepSpec):
     from orchestrator.search.study import open_storage, prepare_study
 
     metrics, modes = objectives(spec)
-    storage = open_storage(study_file(spec))
+    storage = open_storage(study_file(spec), backup=study_backup(spec))
     prepare_study(storage, study_name(spec), metrics, modes)
     single = len(metrics) == 1
     return StudySearch(

@@ -11,9 +11,15 @@ from pathlib import Path
 from orchestrator.errors import UsageError
 
 
-def open_storage(path: Path):
+def open_storage(path: Path, backup: str | None = None):
+    """The journal at ``path``; with ``backup`` (its copy in the result storage, see
+    ``orchestrator.store.journal``) the copy is brought back first when it is newer."""
     import optuna
 
+    if backup is not None:
+        from orchestrator.store.journal import restore_journal
+
+        restore_journal(path, backup)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 

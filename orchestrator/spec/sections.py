@@ -36,12 +36,16 @@ def _float32_positive(value: float) -> float:
     return value
 
 
-def _local_directory(path: str) -> str:
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+# URI schemes pyarrow.fs.FileSystem.from_uri opens (the store reads and writes through it).
+STORE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def _store_location(path: str) -> str:
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", path)
+    if match and match.group(1).lower() not in STORE_SCHEMES:
         raise ValueError(
-            "must be a directory (local, or a shared filesystem mounted on every node): the store "
-            "renames whole files into place, which object stores cannot do; put Ray's state on "
-            "the object store with results.storage_path"
+            f"{match.group(1)}:// is not a filesystem pyarrow opens; allowed: a directory, or a URI "
+            f"starting with {', '.join(s + '://' for s in STORE_SCHEMES)}"
         )
     return path
 
@@ -233,10 +237,11 @@ class FailuresSpec(_Strict):
 class ResultsSpec(_Strict):
     """Where the Parquet store and Ray's experiment directory live."""
 
-    path: Annotated[str, Field(min_length=1), AfterValidator(_local_directory)] = Field(
-        "results", description="the Parquet store (hive-partitioned by experiment)")
-    storage_path: str | None = Field(
-        None, description="Ray's experiment state (default: <path>/_ray); a URI (s3://, gs://) works here")
+    path: Annotated[str, Field(min_length=1), AfterValidator(_store_location)] = Field(
+        "results", description="the Parquet store (hive-partitioned by experiment): a directory or a pyarrow.fs "
+                               "URI (s3://, gs://, hdfs://, file://); inside a Ray job a relative path is refused")
+    storage_path: Annotated[str, Field(min_length=1), AfterValidator(_store_location)] | None = Field(
+        None, description="Ray's experiment state (default: <path>/_ray, a URI when path is one); a directory or a URI")
     flush_rows: PosInt = Field(256, description="rows buffered before a file is written")
     flush_seconds: PosFloat = Field(10.0, description="seconds before buffered rows are written anyway")
 

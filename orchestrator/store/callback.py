@@ -180,6 +180,37 @@ class StoreCallback(Callback):
             return {}
 
 
+class JournalBackup(Callback):
+    """Copies the Optuna journal to the result storage at every experiment snapshot (when it
+    grew), so a fresh driver can restore it (``orchestrator.store.journal``)."""
+
+    def __init__(self, local: str, uri: str):
+        self.local, self.uri = local, uri
+        self._uploaded = -1
+
+    def __getstate__(self):
+        return {**self.__dict__, "_uploaded": -1}
+
+    def get_state(self) -> dict:
+        from pathlib import Path
+
+        from orchestrator.store.journal import upload_journal
+
+        path = Path(self.local)
+        try:
+            if path.exists() and path.stat().st_size != self._uploaded:
+                self._uploaded = upload_journal(path, self.uri)
+        except OSError as exc:  # the next snapshot tries again
+            log.warning("Optuna journal: copy to %s failed, will retry: %s", self.uri, exc)
+        return {}
+
+    def set_state(self, state: dict) -> None:
+        pass
+
+    def on_experiment_end(self, trials, **info):
+        self.get_state()
+
+
 def _error_message(trial) -> str:
     """The last line of the trial's traceback (its exception), full text kept in Ray's logs."""
     error = getattr(trial, "error_file", None)

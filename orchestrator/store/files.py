@@ -1,8 +1,9 @@
 """Files of the store: finding them, writing them whole, and telling a readable one from not.
 
-A file appears under its final name only by ``os.replace`` of a complete temporary file whose
-name starts with ``.`` (skipped by pyarrow datasets and by :func:`store_files`), so a reader
-never meets half a file that a writer is still producing. A file damaged some other way (a
+On a local disk a file appears under its final name only by ``os.replace`` of a complete
+temporary file whose name starts with ``.`` (skipped by pyarrow datasets and by
+:func:`store_files`); on an object store an object appears only when its upload completes.
+Either way a reader never meets half a file that a writer is still producing. A file damaged some other way (a
 copy cut short, a stray non-Parquet file) is reported by name rather than as a traceback.
 """
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from orchestrator.store.location import Location, locate
 
 from orchestrator.store.schema import META_PACKAGE_VERSION, META_SCHEMA_VERSION, SCHEMA, SCHEMA_VERSION
 
@@ -36,24 +40,70 @@ def file_schema() -> pa.Schema:
     )
 
 
-def experiment_dir(root: str | Path, experiment: str) -> Path:
-    return Path(root) / f"experiment={experiment}"
+def experiment_dir(root: str | Path, experiment: str) -> str:
+    """The experiment's partition folder: a local path, or a URI under a URI root."""
+    location = locate(root)
+    return location.name_of(experiment_path(location, experiment))
 
 
-def store_files(root: str | Path, experiment: str | None = None) -> list[Path]:
-    """Visible ``*.parquet`` files under ``root`` (or one experiment), sorted by path.
+def experiment_path(location: Location, experiment: str) -> str:
+    """The partition folder's path inside the store's filesystem."""
+    return location.join(f"experiment={experiment}")
+
+
+def _visible(relative: str) -> bool:
+    parts = relative.split("/")
+    return parts[-1].endswith(".parquet") and not any(p.startswith(HIDDEN_PREFIXES) for p in parts)
+
+
+def store_paths(location: Location, experiment: str | None = None) -> list[str]:
+    """Filesystem paths of the visible ``*.parquet`` files under the store (or one experiment).
 
     Names starting with ``.`` or ``_`` are skipped at every level, as pyarrow does; other
-    files (a report, notes) are not part of the store and are left alone.
+    files (a report, notes) are not part of the store and are left alone. One listing call:
+    on an object store that is one paged LIST, not a walk.
     """
-    top = Path(root) if experiment is None else experiment_dir(root, experiment)
-    found = []
-    for directory, subdirs, names in os.walk(top):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith(HIDDEN_PREFIXES))
-        found += [
-            Path(directory, n) for n in names if n.endswith(".parquet") and not n.startswith(HIDDEN_PREFIXES)
-        ]
+    top = location.path if experiment is None else experiment_path(location, experiment)
+    selector = pafs.FileSelector(top, recursive=True, allow_not_found=True)
+    base = top.rstrip("/") + "/"
+    found = [
+        info.path for info in location.filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File and _visible(info.path[len(base):] if info.path.startswith(base) else info.path)
+    ]
     return sorted(found)
+
+
+def store_files(root: str | Path, experiment: str | None = None) -> list:
+    """The visible Parquet files of the store at ``root``, sorted: ``Path`` objects for a
+    local store, URIs for a remote one (see :func:`store_paths`)."""
+    location = locate(root)
+    paths = store_paths(location, experiment)
+    return [Path(p) for p in paths] if location.local else [location.name_of(p) for p in paths]
+
+
+def write_whole(table: pa.Table, location: Location, directory: str, name: str, **write_options) -> str:
+    """Write ``table`` as ``directory/name`` so that no reader ever sees part of it.
+
+    Where rename is atomic (local disks, HDFS), the file is written under a hidden temporary
+    name and renamed into place. On an object store the object is written under its final,
+    unique name: it becomes visible only once its upload has completed, and no rename (a
+    copy and a delete there) is spent.
+    """
+    final = f"{directory.rstrip('/')}/{name}"
+    if not location.renames:
+        pq.write_table(table, final, filesystem=location.filesystem, **write_options)
+        return final
+    if location.local:
+        return str(write_atomically(table, Path(directory), name, **write_options))
+    location.filesystem.create_dir(directory, recursive=True)
+    tmp = f"{directory.rstrip('/')}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
+    try:
+        pq.write_table(table, tmp, filesystem=location.filesystem, **write_options)
+        location.filesystem.move(tmp, final)
+    finally:
+        if location.exists(tmp):
+            location.filesystem.delete_file(tmp)
+    return final
 
 
 def write_atomically(table: pa.Table, directory: Path, name: str, **write_options) -> Path:

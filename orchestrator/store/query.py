@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from orchestrator.errors import UsageError
-from orchestrator.store.dedup import KEY, deduplicate, latest_rows
+from orchestrator.store.latest import KEY, deduplicate, latest_rows
 from orchestrator.store.files import BadFile
-from orchestrator.store.reader import open_store, scan
+from orchestrator.store.reader import one_row_per_step, open_store, scan
 from orchestrator.store.schema import TRIAL_COLUMNS, dataset_schema
 from orchestrator.store.where import parse_where
 
@@ -58,7 +58,10 @@ def query(
     dataset, skipped = open_store(path, skip_bad=skip_bad, filter=pushed)
     needed = list(dict.fromkeys(columns + [*KEY, "attempt", "timestamp"] + sorted(read)))
     table = scan(dataset, columns=needed, filter=pushed)
-    table = latest_rows(table) if latest else deduplicate(table)
+    if latest:
+        table = latest_rows(table)
+    elif not one_row_per_step(dataset):  # a freshly compacted store has nothing to deduplicate
+        table = deduplicate(table)
     if residual is not None:
         table = table.filter(residual)
     return QueryResult(table.select(columns), skipped)

@@ -8,6 +8,7 @@ traceback, or skipped on request.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from orchestrator.errors import UsageError
-from orchestrator.store.dedup import KEY, deduplicate, latest_rows
-from orchestrator.store.files import BadFile, metadata_problem, store_files, unreadable_reason
+from orchestrator.store.latest import KEY, deduplicate, latest_rows
+from orchestrator.store.files import BadFile, metadata_problem, store_paths, unreadable_reason
+from orchestrator.store.location import Location, locate
 from orchestrator.store.schema import PARTITION, dataset_schema
 
 __all__ = [
@@ -31,26 +33,33 @@ def partitioning() -> ds.Partitioning:
 
 
 def open_store(
-    path: str | Path, *, skip_bad: bool = False, filter: pc.Expression | None = None, experiment: str | None = None
+    path: str | Path | Location, *, skip_bad: bool = False, filter: pc.Expression | None = None, experiment: str | None = None
 ) -> tuple[ds.Dataset, list[BadFile]]:
-    """The store (or one ``experiment``) as a dataset of its readable files, and the files left out.
+    """The store at ``path`` (a directory or URI; or one ``experiment``) as a dataset of its readable files, and the files left out.
 
     ``filter`` limits the files checked and kept to those whose partition may match it (rows
     are not filtered). With ``skip_bad`` false, any bad file raises a UsageError naming each.
     """
-    root = Path(path)
+    root = existing_store(path)
+    return open_files(root, store_paths(root, experiment), skip_bad=skip_bad, filter=filter)
+
+
+def existing_store(path: str | Path | Location) -> Location:
+    """The store's location, or a UsageError when nothing is there."""
+    root = path if isinstance(path, Location) else locate(path)
     if not root.is_dir():
-        raise UsageError(f"{root}: no result store here (expected a directory of experiment=<name>/ folders)")
-    return open_files(root, store_files(root, experiment), skip_bad=skip_bad, filter=filter)
+        raise UsageError(f"{root.uri}: no result store here (expected a directory of experiment=<name>/ folders)")
+    return root
 
 
 def open_files(
-    root: Path, files: list[Path], *, skip_bad: bool = False, filter: pc.Expression | None = None
+    root: Location, files: list[str], *, skip_bad: bool = False, filter: pc.Expression | None = None
 ) -> tuple[ds.Dataset, list[BadFile]]:
-    """These files of the store at ``root`` as a dataset, each footer checked (see open_store)."""
+    """These files (filesystem paths) of the store at ``root`` as a dataset, each footer
+    checked (see open_store)."""
     dataset = ds.dataset(
-        [str(p) for p in files], format="parquet", partitioning=partitioning(),
-        partition_base_dir=str(root), schema=dataset_schema(),
+        [str(p) for p in files], format="parquet", partitioning=partitioning(), filesystem=root.filesystem,
+        partition_base_dir=root.path, schema=dataset_schema(),
     )
     good, bad = [], []
     for fragment in dataset.get_fragments() if filter is None else dataset.get_fragments(filter=filter):
@@ -62,15 +71,33 @@ def open_files(
         if problem is None:
             good.append(fragment)
         else:
-            bad.append(BadFile(fragment.path, problem))
+            bad.append(BadFile(root.name_of(fragment.path), problem))
     if bad and not skip_bad:
         raise UsageError([str(b) for b in bad] + [
-            f"{len(bad)} unusable file(s) in {root}; move them away, or skip them "
+            f"{len(bad)} unusable file(s) in {root.uri}; move them away, or skip them "
             "(lorasweep query --skip-bad, open_results(path, skip_bad=True))"
         ])
     if bad or filter is not None:
         dataset = ds.FileSystemDataset(good, dataset_schema(), ds.ParquetFileFormat(), dataset.filesystem)
     return dataset, bad
+
+
+_COMPACTED = re.compile(r"^part-(.+)-compact-\d{4}\.parquet$")
+
+
+def one_row_per_step(dataset: ds.Dataset) -> bool:
+    """True when every partition's files are the output of one compaction (same stamp):
+    compaction writes one row per (trial_id, step), so there is nothing to deduplicate and
+    readers can skip that pass. Any other file (a later flush, a second compaction's
+    leftovers) makes this False."""
+    stamps: dict[str, set[str]] = {}
+    for path in getattr(dataset, "files", None) or []:
+        directory, _, name = path.rpartition("/")
+        match = _COMPACTED.match(name)
+        if match is None:
+            return False
+        stamps.setdefault(directory, set()).add(match.group(1))
+    return bool(stamps) and all(len(found) == 1 for found in stamps.values())
 
 
 def open_results(path: str | Path, *, skip_bad: bool = False) -> ds.Dataset:
@@ -137,9 +164,10 @@ def stored_attempts(root: str | Path, experiment: str) -> dict[str, int]:
 
     Reads two columns of one partition: cheap enough to run once per driver start.
     """
-    if not Path(root).is_dir():
+    location = locate(root)
+    if not location.is_dir():
         return {}
-    dataset, _ = open_store(root, skip_bad=True, experiment=experiment)
+    dataset, _ = open_store(location, skip_bad=True, experiment=experiment)
     table = scan(dataset, columns=["trial_id", "attempt"])
     if table.num_rows == 0:
         return {}

@@ -3,7 +3,8 @@
 Rows are buffered and flushed every ``flush_rows`` rows or ``flush_seconds`` seconds (and
 on :meth:`ResultWriter.close`). A flush turns the buffer into columns (one list
 comprehension and one ``pa.array`` per column, the cheapest way from Python dicts to Arrow)
-and lands as one new file through :func:`~orchestrator.store.files.write_atomically`. If a
+and lands as one new file through :func:`~orchestrator.store.files.write_whole` (a local
+directory or any pyarrow filesystem URI). If a
 flush fails, its rows stay buffered for the next one.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from orchestrator.store.files import experiment_dir, file_schema, write_atomically
+from orchestrator.store.files import experiment_path, file_schema, write_whole
+from orchestrator.store.location import locate
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,9 @@ class ResultWriter:
     """Append rows for one experiment; each flush lands as one new Parquet file."""
 
     def __init__(self, root: str | Path, experiment: str, *, flush_rows: int = 256, flush_seconds: float = 10.0):
-        self.directory = experiment_dir(root, experiment)
+        self.location = locate(root)
+        self._path = experiment_path(self.location, experiment)
+        self.directory = self.location.name_of(self._path)  # for messages: a local path or a URI
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self._rows: list[dict] = []
@@ -50,17 +54,17 @@ class ResultWriter:
     def seconds_since_flush(self) -> float:
         return time.monotonic() - self._last_flush
 
-    def flush(self) -> Path | None:
-        """Write buffered rows as one file; return its path (None when nothing was buffered)."""
+    def flush(self) -> str | None:
+        """Write buffered rows as one file; return its path or URI (None when nothing was buffered)."""
         self._last_flush = time.monotonic()
         if not self._rows:
             return None
         table = rows_to_table(self._rows, self._schema)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        path = write_atomically(table, self.directory, name)
+        path = write_whole(table, self.location, self._path, name)
         self._rows = []
         self.files_written += 1
-        return path
+        return self.location.name_of(path)
 
     def close(self) -> None:
         self.flush()
