@@ -223,7 +223,9 @@ def train_step(engine, batch: dict[str, torch.Tensor], rank: int, world_size: in
         part = {k: v.to(device) for k, v in part.items()}
         loss = engine(**part, num_items_in_batch=total.to(device)).loss
         share += loss.item()
-        engine.backward(loss * world_size if world_size > 1 else loss, scale_wrt_gas=False)
+        # A new tensor (x world_size, exact for 1): the engine's own hook on the model's
+        # output would otherwise divide by the accumulation steps a second time.
+        engine.backward(loss * float(world_size), scale_wrt_gas=False)
         if i == len(parts) - 1:
             norm = _local_grad_norm(engine)
         engine.step()
