@@ -34,6 +34,10 @@ def trial_problems(spec) -> list[str]:
         problems.append(f"deepspeed.config: {spec.deepspeed.config!r} is not a file; give a DeepSpeed JSON config")
     if spec.metrics.miub.enabled:
         problems += estimator_problems(spec.metrics.miub.estimator, spec.metrics.miub.imports)
+    if not problems:  # the estimate needs known models
+        from orchestrator.spec.memory import memory_problems
+
+        problems += memory_problems(spec)
     return problems
 
 
