@@ -21,7 +21,7 @@ def evaluate(
     *,
     miub: MiubSpec | None = None,
     device: torch.device | str = "cpu",
-    chunk_tokens: int = 1024,
+    chunk_tokens: int = 128,
 ) -> dict:
     """Return ``eval_ce`` (nats per answer token), ``eval_ppl``, ``eval_acc`` and MIUB fields.
 

@@ -108,7 +108,7 @@ class TrainSpec(_Strict):
         False, description="recompute each layer's activations in the backward pass instead of storing them")
     eval_batch_size: PosInt = Field(64, description="sequences per evaluation forward on one worker")
     eval_chunk_tokens: PosInt = Field(
-        1024, description="answer tokens whose full-vocabulary logits exist at once in an evaluation (bounds its memory)")
+        128, description="answer tokens whose full-vocabulary logits exist at once in an evaluation (bounds its memory)")
     seq_len: PosInt = Field(
         64, description="most tokens per sequence (prompt + answer); each batch is padded to its longest example only")
     eval_every: PosInt = Field(50, description="evaluate (and checkpoint) every this many steps, and at the last")
