@@ -2,8 +2,8 @@
 every batch padded to seq_len (the loop before dynamic padding) vs the trainable's step,
 which pads each micro-batch to its longest example.
 
-Both train the same PEFT model copy (same init, same batches) through their own DeepSpeed
-engine in one process; blocks of steps are interleaved. Prints medians and the ratio.
+Both train copies of the same PEFT model (same init, same batches) through their own
+DeepSpeed engine in one process; blocks of steps are interleaved. Prints medians and the ratio.
 
     .venv/bin/python bench/dynamic_padding.py [--model zoo/llama-m] [--steps 20] [--rounds 5]
 """
@@ -41,15 +41,18 @@ def main() -> None:
     ensure_process_group()
     base, tokenizer = build_zoo_model(args.model)
     torch.manual_seed(0)
-    model = peft.get_peft_model(base, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    lora = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    model = peft.get_peft_model(base, lora)
     train, _ = make_splits("synthetic/kv-recall", 2048, 8, args.complexity, 0)
     data = encode(train, tokenizer, args.seq_len)
-    padded = {k: torch.nn.functional.pad(v, (0, args.seq_len - v.size(1)), value=(-100 if k == "labels" else 0 if k == "attention_mask" else tokenizer.pad_token_id)) for k, v in data.items()}
+    fill_value = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "labels": -100}
+    width = args.seq_len - data["input_ids"].size(1)
+    padded = {k: torch.nn.functional.pad(v, (0, width), value=fill_value[k]) for k, v in data.items()}
     n = data["input_ids"].size(0)
 
     def engine_for(m):
-        return deepspeed.initialize(model=m, model_parameters=[p for p in m.parameters() if p.requires_grad],
-                                    config=build_config(micro_batch_size=args.batch, lr=1e-3, zero_stage=0, grad_clip=1.0))[0]
+        config = build_config(micro_batch_size=args.batch, lr=1e-3, zero_stage=0, grad_clip=1.0)
+        return deepspeed.initialize(model=m, model_parameters=[p for p in m.parameters() if p.requires_grad], config=config)[0]
 
     ours, old = engine_for(copy.deepcopy(model)), engine_for(copy.deepcopy(model))
 
@@ -72,13 +75,15 @@ def main() -> None:
             loss.item()
         return real / (time.perf_counter() - t)
 
-    ours_block(0), old_block(0)
+    ours_block(0), old_block(0)  # warm-up
     a, b = [], []
     for r in range(1, args.rounds + 1):
         if r % 2:
-            a.append(ours_block(r * args.steps)), b.append(old_block(r * args.steps))
+            a.append(ours_block(r * args.steps))
+            b.append(old_block(r * args.steps))
         else:
-            b.append(old_block(r * args.steps)), a.append(ours_block(r * args.steps))
+            b.append(old_block(r * args.steps))
+            a.append(ours_block(r * args.steps))
     fill = float(data["attention_mask"].sum()) / (n * args.seq_len)
     print(f"{args.model}, kv-recall complexity {args.complexity}, batch {args.batch}, seq_len {args.seq_len}: "
           f"{fill:.0%} of a seq_len-padded batch is real tokens")

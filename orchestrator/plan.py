@@ -35,7 +35,10 @@ def _grid_plan(spec: SweepSpec) -> list[str]:
         f"{spec.name}: grid search, {len(configs)} trials x {steps} steps, "
         f"evaluation every {every} steps ({len(configs) * _evaluations(steps, every)} result rows)"
     )
-    return [head, format_table([config_columns(c) for c in configs], PLAN_COLUMNS)]
+    from orchestrator.spec.memory import describe as describe_memory
+
+    memory = [f"trial {i}: {describe_memory(c)}" for i, c in enumerate(configs)]
+    return [head, format_table([config_columns(c) for c in configs], PLAN_COLUMNS), *memory]
 
 
 def _sampled_plan(spec: SweepSpec) -> list[str]:

@@ -214,3 +214,62 @@ def test_hf_name_loads_a_local_dataset_directory_with_splits(tmp_path):
     assert {e.prompt for e in train} <= {r["question"] for r in ROWS[:45]}
     with pytest.raises(ValueError, match=r"dataset .* split 'validation': could not be loaded"):
         make_splits(f"hf:{tmp_path}", 30, 15, 1, split="validation")
+
+
+def _chat_tokenizer(tmp_path):
+    """A word-level tokenizer with a chat template, saved and reloaded like a hub model's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<user>", "<bot>"] + [f"w{i}" for i in range(50)]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.chat_template = (
+        "<s>{% for m in messages %}{% if m['role'] == 'user' %} <user> {{ m['content'] }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %} <bot> {% endif %}"
+    )
+    tok.save_pretrained(tmp_path)
+    return AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+
+
+def test_chat_template_wraps_the_prompt_and_answers_stay_the_labels(tmp_path):
+    from trainables.tasks import Example
+
+    tok = _chat_tokenizer(tmp_path)
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]
+    data = encode([Example("w1 w2", "w3")], tok, 16, chat_template=True)
+    assert data["input_ids"][0].tolist() == ids("<s> <user> w1 w2 <bot> w3")
+    assert data["labels"][0].tolist() == [-100] * 5 + ids("w3")
+    with pytest.raises(ValueError, match="has no chat template; set data.chat_template: false"):
+        encode([Example("a", "b")], build_char_tokenizer(), 16, chat_template=True)
+
+
+def test_truncation_left_cuts_the_prompt_and_keeps_bos_and_answer():
+    from trainables.tasks import Example
+
+    tok = build_char_tokenizer()
+    data = encode([Example("abcdefghij", "XY"), Example("ab", "Z")], tok, 6, truncation="left")
+    assert "".join(tok.convert_ids_to_tokens(data["input_ids"][0])) == "<s>hijXY" and data["input_ids"].size(1) == 6
+    assert (data["labels"][0] != -100).sum() == 2  # the whole answer is still scored
+    with pytest.raises(ValueError, match=r"eval example 0 \(prompt 'abcdefghij'\) needs 13 tokens; raise train.seq_len or set data.truncation: left"):
+        encode([Example("abcdefghij", "XY")], tok, 6, split="eval")
+    with pytest.raises(ValueError, match=r"cannot hold the answer of train example 1 \(prompt 'ab'\): its 6 answer tokens"):
+        encode([Example("a", "b"), Example("ab", "UVWXYZ")], tok, 6, truncation="left")
+
+
+def test_batching_knobs_are_checked_in_the_spec():
+    from orchestrator.errors import UsageError
+    from orchestrator.spec import parse_spec
+
+    for fields, message in [
+        ({"train": {"batch_size": 16, "micro_batch_size": 5}}, "train.micro_batch_size: 5 does not divide train.batch_size"),
+        ({"train": {"batch_size": 16, "micro_batch_size": 16}, "resources": {"num_workers": 2}},
+         "train.micro_batch_size: 16 does not divide the per-worker batch 8"),
+        ({"train": {"eval_batch_size": 0}}, "train.eval_batch_size"),
+        ({"data": {"truncation": "right"}}, "data.truncation"),
+        ({"resources": {"gpu_memory_gb": -1}}, "resources.gpu_memory_gb"),
+    ]:
+        with pytest.raises(UsageError) as info:
+            parse_spec({"name": "k", "train": {"steps": 10, "eval_every": 10}, **{k: {**({"steps": 10, "eval_every": 10} if k == "train" else {}), **v} for k, v in fields.items()}})
+        assert any(message in line for line in info.value.problems), info.value.problems

@@ -79,23 +79,78 @@ def _draw(family: TaskFamily, rng: random.Random, complexity: int, n: int, exclu
     return out, seen
 
 
-def encode(examples: list[Example], tokenizer, seq_len: int) -> dict[str, torch.Tensor]:
+def encode(
+    examples: list[Example],
+    tokenizer,
+    seq_len: int,
+    *,
+    truncation: str = "error",
+    chat_template: bool = False,
+    split: str = "train",
+) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (answer tokens only).
 
-    Raises ValueError naming the needed length when an example does not fit ``seq_len``.
+    Rows are padded to the longest example (at most ``seq_len``); batches are trimmed further
+    to their own longest row (:mod:`trainables.batching`). ``truncation`` says what happens to
+    an example longer than ``seq_len``: ``error`` raises ValueError naming the needed length,
+    ``left`` drops prompt tokens from the start (a leading BOS is kept). The answer is never
+    cut: one that leaves no room for a prompt token is an error naming the example, since the
+    first answer token is predicted from the token before it. ``chat_template`` renders each
+    prompt as a user turn with the tokenizer's template and its assistant prefix.
     """
-    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=True)["input_ids"]
+    prompts = encode_prompts([e.prompt for e in examples], tokenizer, chat_template=chat_template)
     answers = tokenizer([e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    prompts = [fit_prompt(i, p, a, seq_len, truncation, examples, tokenizer, split) for i, (p, a) in enumerate(zip(prompts, answers))]
     longest = max(len(p) + len(a) for p, a in zip(prompts, answers))
-    if longest > seq_len:
-        raise ValueError(f"train.seq_len {seq_len} is too short: examples need up to {longest} tokens")
     n = len(examples)
-    input_ids = torch.full((n, seq_len), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((n, seq_len), dtype=torch.long)
-    labels = torch.full((n, seq_len), IGNORE_INDEX, dtype=torch.long)
+    input_ids = torch.full((n, longest), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, longest), dtype=torch.long)
+    labels = torch.full((n, longest), IGNORE_INDEX, dtype=torch.long)
     for i, (p, a) in enumerate(zip(prompts, answers)):
         ids = p + a
         input_ids[i, : len(ids)] = torch.tensor(ids)
         attention_mask[i, : len(ids)] = 1
         labels[i, len(p) : len(ids)] = torch.tensor(a)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def encode_prompts(prompts: list[str], tokenizer, *, chat_template: bool) -> list[list[int]]:
+    """Token ids of each prompt, plain (with the tokenizer's special tokens) or as a chat turn."""
+    if not chat_template:
+        return tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"data.chat_template is true but the tokenizer of {getattr(tokenizer, 'name_or_path', 'this model')!r} "
+            "has no chat template; set data.chat_template: false"
+        )
+    texts = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    # The template writes its own BOS and markers, so no special tokens are added again.
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def fit_prompt(index: int, prompt: list[int], answer: list[int], seq_len: int, truncation: str, examples, tokenizer, split: str) -> list[int]:
+    """``prompt`` cut so that prompt + answer fits ``seq_len`` under the truncation policy."""
+    need = len(prompt) + len(answer)
+    if need <= seq_len:
+        return prompt
+    where = f"{split} example {index} (prompt {_preview(examples[index].prompt)})"
+    if truncation == "error":
+        raise ValueError(
+            f"train.seq_len {seq_len} is too short: {where} needs {need} tokens; raise train.seq_len or set "
+            "data.truncation: left"
+        )
+    keep_bos = 1 if prompt and prompt[0] == getattr(tokenizer, "bos_token_id", None) else 0
+    room = seq_len - len(answer) - keep_bos
+    if room < 1:
+        raise ValueError(
+            f"train.seq_len {seq_len} cannot hold the answer of {where}: its {len(answer)} answer tokens leave no "
+            "room for a prompt token; raise train.seq_len"
+        )
+    return prompt[:keep_bos] + prompt[len(prompt) - room :]
+
+
+def _preview(text: str, width: int = 40) -> str:
+    return repr(text if len(text) <= width else text[:width] + "...")

@@ -28,28 +28,28 @@ def build_config(
     config_path: str | None = None,
     precision: str = "fp32",
     world_size: int = 1,
-    gradient_accumulation: int = 1,
+    gradient_accumulation_steps: int = 1,
     device_type: str = "cpu",
 ) -> dict:
     """DeepSpeed JSON config for one trial; ``notes`` lists the ``"auto"`` values resolved."""
     config, _ = build_config_with_notes(
         micro_batch_size=micro_batch_size, lr=lr, zero_stage=zero_stage, grad_clip=grad_clip,
         config_path=config_path, precision=precision, world_size=world_size,
-        gradient_accumulation=gradient_accumulation, device_type=device_type,
+        gradient_accumulation_steps=gradient_accumulation_steps, device_type=device_type,
     )
     return config
 
 
 def build_config_with_notes(
     *, micro_batch_size, lr, zero_stage, grad_clip, config_path=None, precision="fp32", world_size=1,
-    gradient_accumulation=1, device_type="cpu",
+    gradient_accumulation_steps=1, device_type="cpu",
 ) -> tuple[dict, list[str]]:
     user = ds_user_config.load(config_path) if config_path else {}
     user.setdefault("optimizer", {"type": "AdamW", "params": {"weight_decay": 0.0}})
     decided = {
         "train_micro_batch_size_per_gpu": micro_batch_size,
-        "gradient_accumulation_steps": gradient_accumulation,
-        "train_batch_size": micro_batch_size * gradient_accumulation * world_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "train_batch_size": micro_batch_size * gradient_accumulation_steps * world_size,
         "gradient_clipping": grad_clip,
         "optimizer.params.lr": lr,
         "zero_optimization.stage": zero_stage,

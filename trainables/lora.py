@@ -19,6 +19,7 @@ import torch
 from orchestrator.spec.trial_config import TrialConfig
 from orchestrator.spec.trials import scale_factor
 from trainables import checkpoint, divergence
+from trainables.batching import answer_tokens, eval_batches, global_batch, micro_batches
 from trainables.data import encode, splits_for
 from trainables.deepspeed_config import build_config, precision_of
 from trainables.device import trial_device
@@ -93,6 +94,8 @@ def setup(config: TrialConfig) -> Trial:
     precision = choose_precision(config.model.dtype, device.type, native_bf16=bf16_native())
 
     base = load_model(config.model.name, dtype=config.model.dtype, local_files_only=config.model.local_files_only)
+    if train_cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(base.model)
     torch.manual_seed(train_cfg.seed)  # adapter init and data order follow the trial seed
     model = peft.get_peft_model(
         base.model,
@@ -110,23 +113,20 @@ def setup(config: TrialConfig) -> Trial:
 
     train_examples, eval_examples = splits_for(data_cfg)
     seq_len = train_cfg.seq_len
-    train = encode(train_examples, base.tokenizer, seq_len)
-    eval_all = encode(eval_examples, base.tokenizer, seq_len)
-    mine = torch.arange(rank, len(eval_examples), world_size)  # this worker's eval shard
-    eval_bs = max(train_cfg.batch_size, 64)
-    eval_batches = [
-        {k: v[mine[i : i + eval_bs]] for k, v in eval_all.items()} for i in range(0, len(mine), eval_bs)
-    ]
+    policy = dict(truncation=data_cfg.truncation, chat_template=data_cfg.chat_template)
+    train = encode(train_examples, base.tokenizer, seq_len, split="train", **policy)
+    eval_all = encode(eval_examples, base.tokenizer, seq_len, split="eval", **policy)
+    evaluation = eval_batches(eval_all, rank, world_size, train_cfg.eval_batch_size)
 
-    micro = train_cfg.batch_size // world_size
     ds_config = build_config(
-        micro_batch_size=micro,
+        micro_batch_size=train_cfg.micro(world_size),
+        gradient_accumulation_steps=train_cfg.accumulation(world_size),
+        world_size=world_size,
         lr=train_cfg.lr,
         zero_stage=config.deepspeed.zero_stage,
         grad_clip=train_cfg.grad_clip,
         config_path=config.deepspeed.config,
         precision=precision,
-        world_size=world_size,
         device_type=device.type,
     )
     warmup = train_cfg.warmup_steps
@@ -149,7 +149,17 @@ def setup(config: TrialConfig) -> Trial:
         "node": _node_name(),
     }
     _check_scale_factor(model, lora_cfg)
-    return Trial(config, engine, train, eval_batches, row, device)
+    return Trial(config, engine, train, evaluation, row, device)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute activations in backward. The frozen embeddings' output gets requires_grad,
+    so checkpointed segments have an input that needs gradients even though no base weight
+    does (otherwise the LoRA weights inside them would get none)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    if getattr(model.config, "use_cache", None):
+        model.config.use_cache = False
 
 
 def fit(trial: Trial, session: Session) -> None:
@@ -191,14 +201,18 @@ def _evaluate_and_report(trial: Trial, session: Session, *, diverged: str | None
     """One evaluation, reported with a checkpoint; a diverged trial reports why, with no
     checkpoint (there is nothing worth resuming)."""
     state = trial.state
-    metrics = evaluate(trial.engine.module, trial.eval_batches, miub=trial.config.metrics.miub, device=trial.device)
+    metrics = evaluate(
+        trial.engine.module, trial.eval_batches, miub=trial.config.metrics.miub, device=trial.device,
+        chunk_tokens=trial.config.train.eval_chunk_tokens,
+    )
     metrics.update(trial.row)
-    # Workers' mean losses averaged; equal shards make this the global-batch mean.
-    loss_sum, loss_count = all_reduce_sum(torch.tensor([state.loss_sum, float(state.loss_count)], dtype=torch.float64))
+    # Each worker's step losses are its share of the global-batch mean: their sum over
+    # workers is the mean CE over the global batch's answer tokens.
+    loss_sum = all_reduce_sum(torch.tensor([state.loss_sum], dtype=torch.float64))[0]
     metrics.update(
         step=state.step,
         tokens_seen=state.tokens_seen,
-        train_loss=(loss_sum / loss_count.clamp_min(1)).item(),
+        train_loss=(loss_sum / max(state.loss_count, 1)).item(),
         grad_norm=state.grad_norm_sum / state.grad_norm_count if state.grad_norm_count else float("nan"),
         wall_time_s=state.elapsed_s,
         diverged=diverged is not None,
@@ -215,27 +229,31 @@ def _evaluate_and_report(trial: Trial, session: Session, *, diverged: str | None
 
 
 def train_step(engine, batch: dict[str, torch.Tensor], rank: int, world_size: int, device) -> tuple[float, float | None]:
-    """One optimizer step on this worker's shard of the global batch: (loss, grad norm)."""
-    mine = {k: v[rank::world_size].to(device) for k, v in batch.items()}
-    loss = engine(**mine).loss
-    engine.backward(loss)
-    norm = _local_grad_norm(engine)
-    engine.step()
+    """One optimizer step on this worker's shard of the global batch: (this worker's share
+    of the step's loss, grad norm).
+
+    The shard runs as ``engine.gradient_accumulation_steps()`` micro-batches. Each one's loss
+    is its CE sum over the global batch's answer-token count, times the worker count (the
+    engine averages gradients over workers), so the gradient is that of the global batch's
+    mean CE for any micro-batch size, accumulation and worker count.
+    """
+    accumulation = engine.gradient_accumulation_steps()
+    total = torch.tensor(max(answer_tokens(batch), 1))
+    share, norm = 0.0, None
+    parts = micro_batches(batch, rank, world_size, accumulation)
+    for i, part in enumerate(parts):
+        part = {k: v.to(device) for k, v in part.items()}
+        loss = engine(**part, num_items_in_batch=total.to(device)).loss
+        share += loss.item()
+        # A new tensor (x world_size, exact for 1): the engine's own hook on the model's
+        # output would otherwise divide by the accumulation steps a second time.
+        engine.backward(loss * float(world_size), scale_wrt_gas=False)
+        if i == len(parts) - 1:
+            norm = _local_grad_norm(engine)
+        engine.step()
     if norm is None:
         norm = _engine_grad_norm(engine)
-    return loss.item(), norm
-
-
-def global_batch(data: dict[str, torch.Tensor], step: int, batch_size: int, n: int, seed: int):
-    """The step's global batch: a fixed function of (seed, step), so a resumed trial sees
-    exactly the batches it would have seen, with no sampler state to save."""
-    per_epoch = max(n // batch_size, 1)
-    epoch, offset = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    idx = order[offset * batch_size : offset * batch_size + batch_size]
-    if idx.numel() < batch_size:  # fewer examples than one batch: wrap around
-        idx = order.repeat(batch_size // n + 1)[:batch_size]
-    return {k: v[idx] for k, v in data.items()}
+    return share, norm
 
 
 def _local_grad_norm(engine) -> float | None:

@@ -43,6 +43,10 @@ def trial_problems(spec) -> list[str]:
         problems += deepspeed_config_problems(spec)
     if spec.metrics.miub.enabled:
         problems += estimator_problems(spec.metrics.miub.estimators, spec.metrics.miub.imports)
+    if not problems:  # the estimate needs known models
+        from orchestrator.spec.memory import memory_problems
+
+        problems += memory_problems(spec)
     return problems
 
 
@@ -124,8 +128,8 @@ def deepspeed_config_problems(spec) -> list[str]:
     workers = spec.resources.num_workers
     lr = spec.train.lr if isinstance(spec.train.lr, (int, float)) else searched
     decided = {
-        "train_micro_batch_size_per_gpu": spec.train.batch_size // workers,
-        "gradient_accumulation_steps": 1,
+        "train_micro_batch_size_per_gpu": spec.train.micro(workers),
+        "gradient_accumulation_steps": spec.train.accumulation(workers),
         "train_batch_size": spec.train.batch_size,
         "gradient_clipping": spec.train.grad_clip,
         "optimizer.params.lr": lr,

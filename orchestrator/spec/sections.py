@@ -81,6 +81,12 @@ class DataSpec(_Strict):
     text_field: str | None = Field(None, description="a single text column to train on instead of prompt/answer")
     split: str = Field("train", description="split read for training")
     eval_split: str | None = Field(None, description="split read for evaluation (default: held out from `split`)")
+    truncation: Literal["error", "left"] = Field(
+        "error", description="an example longer than train.seq_len: error names it; left drops prompt tokens from the "
+        "start (the answer is never cut: one that cannot fit is an error naming the example)")
+    chat_template: Flag = Field(
+        False, description="render each prompt as a user turn through the tokenizer's chat template (hub models "
+        "that ship one); the answer follows the assistant prefix")
 
 
 class LoraSpec(_Strict):
@@ -100,8 +106,18 @@ class TrainSpec(_Strict):
 
     steps: PosInt = Field(300, description="optimizer steps")
     lr: Searchable(PosFloat, ranges=REAL_RANGES) = Field(1e-3, description="AdamW learning rate")
-    batch_size: PosInt = Field(16, description="global batch in sequences (split evenly across workers)")
-    seq_len: PosInt = Field(64, description="tokens per sequence (prompt + answer, padded)")
+    batch_size: PosInt = Field(
+        16, description="global batch in sequences per optimizer step: micro_batch_size x accumulation x workers")
+    micro_batch_size: PosInt | None = Field(
+        None, description="sequences per forward/backward on one worker (default: batch_size / workers, no "
+        "accumulation); gradient accumulation steps = batch_size / (micro_batch_size x workers)")
+    gradient_checkpointing: Flag = Field(
+        False, description="recompute each layer's activations in the backward pass instead of storing them")
+    eval_batch_size: PosInt = Field(64, description="sequences per evaluation forward on one worker")
+    eval_chunk_tokens: PosInt = Field(
+        128, description="answer tokens whose full-vocabulary logits exist at once in an evaluation (bounds its memory)")
+    seq_len: PosInt = Field(
+        64, description="most tokens per sequence (prompt + answer); each batch is padded to its longest example only")
     eval_every: PosInt = Field(50, description="evaluate (and checkpoint) every this many steps, and at the last")
     seed: Searchable(NonNegInt, ranges=SEED_RANGES) = Field(
         0, description="adapter init and batch order; a grid under random/optuna search replicates each configuration")
@@ -110,6 +126,23 @@ class TrainSpec(_Strict):
     divergence_factor: NonNegFloat = Field(
         4.0, description="a trial diverges when its mean train loss since the last evaluation exceeds this many times "
         "its first step's loss (0 turns the rule off; a non-finite loss or adapter weight always counts)")
+
+    def accumulation(self, workers: int) -> int:
+        """Gradient accumulation steps for ``workers`` (validated to divide evenly by the spec)."""
+        return self.batch_size // (self.micro(workers) * workers)
+
+    def micro(self, workers: int) -> int:
+        """Sequences per forward/backward on one worker."""
+        return self.micro_batch_size if self.micro_batch_size is not None else self.batch_size // workers
+
+    @model_validator(mode="after")
+    def _micro_fits(self):
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"train.micro_batch_size: {self.micro_batch_size} does not divide train.batch_size "
+                f"({self.batch_size}); allowed: a divisor of batch_size / resources.num_workers"
+            )
+        return self
 
 
 class MiubSpec(_Strict):
@@ -219,6 +252,9 @@ class ResourcesSpec(_Strict):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how a trial's workers are placed on nodes")
     max_concurrent_trials: PosInt = Field(2, description="trials running at once")
+    gpu_memory_gb: PosFloat | None = Field(
+        None, description="memory of one GPU in GiB: a trial whose estimated per-worker peak (docs/memory.md) is "
+        "larger fails the spec check before Ray starts")
 
 
 class DeepSpeedSpec(_Strict):
@@ -296,6 +332,15 @@ class SweepSpec(_Strict):
             problems.append(
                 f"train.batch_size: {self.train.batch_size} is not divisible by "
                 f"resources.num_workers ({self.resources.num_workers}); the global batch is split evenly"
+            )
+        elif self.train.micro_batch_size is not None and self.train.batch_size % (
+            self.train.micro_batch_size * self.resources.num_workers
+        ):
+            per_worker = self.train.batch_size // self.resources.num_workers
+            problems.append(
+                f"train.micro_batch_size: {self.train.micro_batch_size} does not divide the per-worker batch "
+                f"{per_worker} (train.batch_size {self.train.batch_size} / resources.num_workers "
+                f"{self.resources.num_workers}); allowed: a divisor of {per_worker}"
             )
         if self.data.eval_size % self.resources.num_workers:
             problems.append(
