@@ -50,5 +50,5 @@ def test_quickstart_sweep_on_s3_then_query_compact_analyze(s3_server, ray_shutdo
     assert sorted((r["rank"], r["step"], r["status"]) for r in latest) == [(1, 4, "completed"), (4, 4, "completed")]
     assert main(["compact", results]) == 0
     assert "already compact" in capsys.readouterr().out
-    assert main(["analyze", results, "--y", "eval_ce", "--law", "power", "--bootstrap", "20"]) == 0
+    assert main(["analyze", results, "--y", "eval_ce", "--law", "power", "--bootstrap", "50"]) == 0
     assert "eval_ce  rank" in capsys.readouterr().out
