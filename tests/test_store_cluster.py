@@ -99,13 +99,16 @@ def test_shared_check_passes_on_a_shared_disk_and_names_a_node_that_cannot_see(t
         import orchestrator.store.shared_check as module
 
         original = module._probe
+        blind_node = worker.node_id
 
         def probe_on_a_node_with_its_own_disk(directory, token):
             import ray as ray_inside
 
-            if ray_inside.get_runtime_context().get_node_id() == worker.node_id:
+            import orchestrator.store.shared_check as inside
+
+            if ray_inside.get_runtime_context().get_node_id() == blind_node:
                 return False  # this node's filesystem does not hold the driver's marker
-            return original(directory, token)
+            return inside._probe(directory, token)
 
         module._probe = probe_on_a_node_with_its_own_disk
         try:
