@@ -74,8 +74,8 @@ def open_files(
             bad.append(BadFile(root.name_of(fragment.path), problem))
     if bad and not skip_bad:
         raise UsageError([str(b) for b in bad] + [
-            f"{len(bad)} unusable file(s) in {root.uri}; move them away, or skip them "
-            "(lorasweep query --skip-bad, open_results(path, skip_bad=True))"
+            f"{len(bad)} unusable file(s) in {root.uri}; move them away (then every command reads the rest), "
+            "or, to read past them, lorasweep query --skip-bad or open_results(path, skip_bad=True) in Python"
         ])
     if bad or filter is not None:
         dataset = ds.FileSystemDataset(good, dataset_schema(), ds.ParquetFileFormat(), dataset.filesystem)
