@@ -7,8 +7,8 @@ checkpoint. The same loop runs in every Ray Train worker when a trial has severa
 """
 from __future__ import annotations
 
+import logging
 import math
-import os
 import socket
 import tempfile
 import time
@@ -21,7 +21,7 @@ from orchestrator.spec.trials import scale_factor
 from trainables import checkpoint, divergence
 from trainables.batching import answer_tokens, eval_batches, global_batch, micro_batches
 from trainables.data import encode, splits_for
-from trainables.deepspeed_config import build_config, precision_of
+from trainables.deepspeed_config import build_config_with_notes, precision_of
 from trainables.device import trial_device
 from trainables.distributed import all_reduce_sum, ensure_process_group, world
 from trainables.evaluation import evaluate
@@ -118,7 +118,7 @@ def setup(config: TrialConfig) -> Trial:
     eval_all = encode(eval_examples, base.tokenizer, seq_len, split="eval", **policy)
     evaluation = eval_batches(eval_all, rank, world_size, train_cfg.eval_batch_size)
 
-    ds_config = build_config(
+    ds_config, ds_notes = build_config_with_notes(
         micro_batch_size=train_cfg.micro(world_size),
         gradient_accumulation_steps=train_cfg.accumulation(world_size),
         world_size=world_size,
@@ -129,6 +129,9 @@ def setup(config: TrialConfig) -> Trial:
         precision=precision,
         device_type=device.type,
     )
+    if rank == 0:
+        for note in ds_notes:  # which "auto" values of a user config were resolved, and how
+            logging.getLogger(__name__).warning("DeepSpeed config: %s", note)
     warmup = train_cfg.warmup_steps
     engine, optimizer, _, _ = deepspeed.initialize(
         model=model,

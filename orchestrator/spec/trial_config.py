@@ -20,7 +20,7 @@ from orchestrator.spec.sections import (
     ResourcesSpec,
     TrainSpec,
 )
-from orchestrator.spec.trials import TRIAL_SECTIONS, _walk, axes, expand_grid
+from orchestrator.spec.trials import TRIAL_SECTIONS, _walk, axes
 
 
 class TrialConfig(_Strict):
@@ -59,7 +59,3 @@ class RuntimeSettings(BaseModel):
     storage_path: str
     max_failures: int
 
-
-def trial_configs_of(spec) -> list[TrialConfig]:
-    """Every grid trial of ``spec`` as a typed config (tests and benchmarks build them so)."""
-    return [TrialConfig.model_validate(config) for config in expand_grid(spec)]
